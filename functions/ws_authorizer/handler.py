@@ -1,0 +1,38 @@
+"""$connect authorizer: no valid token, no connection.
+
+API Gateway attaches the returned context to every later event of the connection, so the
+other handlers know who is speaking without reading the database.
+"""
+
+from kefu import tokens, wiring
+from kefu.errors import Unauthorized
+from kefu.websocket import authorizer_context, logger
+
+store = wiring.store()
+
+
+def handler(event, context):
+    token = (event.get("queryStringParameters") or {}).get("token")
+    try:
+        who = tokens.verify(wiring.signing_key(), token)
+    except Unauthorized as error:
+        logger.info("connection refused", extra={"reason": error.message})
+        raise Exception("Unauthorized") from None  # API Gateway answers 401
+    if who.role == "agent":
+        agent = store.get_agent(who.workspace, who.id)
+        if agent is None:
+            logger.info("connection refused", extra={"reason": "unknown agent"})
+            return _policy(f"{who.workspace}#agent#{who.id}", "Deny", event["methodArn"], {})
+        who = type(who)(who.workspace, "agent", agent.id, agent.name or who.name, (), agent.role)
+    return _policy(f"{who.workspace}#{who.role}#{who.id}", "Allow", event["methodArn"], authorizer_context(who))
+
+
+def _policy(principal_id: str, effect: str, resource: str, context: dict) -> dict:
+    return {
+        "principalId": principal_id,
+        "policyDocument": {
+            "Version": "2012-10-17",
+            "Statement": [{"Action": "execute-api:Invoke", "Effect": effect, "Resource": resource}],
+        },
+        "context": context,
+    }

@@ -1,0 +1,14 @@
+"""$connect: register the connection and attach it to the person's open conversations."""
+
+from kefu import wiring
+from kefu.websocket import logger, principal
+
+service = wiring.conversation_service()
+
+
+def handler(event, context):
+    connection_id = event["requestContext"]["connectionId"]
+    who = principal(event)
+    logger.append_keys(connection_id=connection_id, workspace=who.workspace, role=who.role)
+    service.connect(who, connection_id)
+    return {"statusCode": 200}

@@ -1,0 +1,14 @@
+"""$disconnect: forget the connection (best effort: API Gateway may never deliver this event)."""
+
+from kefu import wiring
+from kefu.websocket import logger, principal
+
+service = wiring.conversation_service()
+
+
+def handler(event, context):
+    connection_id = event["requestContext"]["connectionId"]
+    who = principal(event)
+    logger.append_keys(connection_id=connection_id, workspace=who.workspace, role=who.role)
+    service.disconnect(who, connection_id)
+    return {"statusCode": 200}

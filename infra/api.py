@@ -1,0 +1,107 @@
+"""The REST API for integrators: Lambda proxy to ``schema.REST_FUNCTION``, API keys."""
+
+from __future__ import annotations
+
+from aws_cdk import Acknowledgment, Validations
+from aws_cdk import aws_apigateway as apigw
+from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_logs as logs
+from constructs import Construct, IDependable
+from kefu import schema
+
+THROTTLE_RATE_LIMIT = 100  # per-key steady rate (requests per second)
+THROTTLE_BURST_LIMIT = 200
+STAGE_RATE_LIMIT = 500
+STAGE_BURST_LIMIT = 1000
+MONTHLY_QUOTA = 5_000_000
+
+
+class RestApi(Construct):
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        handler: lambda_.IFunction,
+        logging_ready: IDependable | None = None,
+    ) -> None:
+        super().__init__(scope, construct_id)
+
+        self.access_logs = logs.LogGroup(self, "AccessLogs", retention=logs.RetentionDays.ONE_MONTH)
+        self.api = apigw.LambdaRestApi(
+            self,
+            "Api",
+            description=f"kefu REST API ({schema.REST_FUNCTION} function, API keys)",
+            handler=handler,
+            proxy=True,
+            cloud_watch_role=False,  # the account-level role is managed by ApiGatewayLogging
+            endpoint_types=[apigw.EndpointType.REGIONAL],
+            default_method_options=apigw.MethodOptions(
+                api_key_required=True,
+                request_validator_options=apigw.RequestValidatorOptions(
+                    request_validator_name="parameters",
+                    validate_request_parameters=True,
+                    validate_request_body=False,  # bodies are validated by the handler (pydantic, 422)
+                ),
+            ),
+            deploy_options=apigw.StageOptions(
+                stage_name=schema.REST_STAGE,
+                access_log_destination=apigw.LogGroupLogDestination(self.access_logs),
+                access_log_format=apigw.AccessLogFormat.json_with_standard_fields(
+                    caller=False,
+                    http_method=True,
+                    ip=True,
+                    protocol=True,
+                    request_time=True,
+                    resource_path=True,
+                    response_length=True,
+                    status=True,
+                    user=False,
+                ),
+                logging_level=apigw.MethodLoggingLevel.ERROR,
+                data_trace_enabled=False,
+                metrics_enabled=True,
+                tracing_enabled=True,
+                throttling_rate_limit=STAGE_RATE_LIMIT,
+                throttling_burst_limit=STAGE_BURST_LIMIT,
+            ),
+        )
+        if logging_ready is not None:
+            self.api.deployment_stage.node.add_dependency(logging_ready)
+
+        self.api_key = self.api.add_api_key("IntegratorKey", description="kefu integrator key (rotate per integrator)")
+        self.usage_plan = self.api.add_usage_plan(
+            "UsagePlan",
+            description="kefu integrators",
+            throttle=apigw.ThrottleSettings(rate_limit=THROTTLE_RATE_LIMIT, burst_limit=THROTTLE_BURST_LIMIT),
+            quota=apigw.QuotaSettings(limit=MONTHLY_QUOTA, period=apigw.Period.MONTH),
+        )
+        self.usage_plan.add_api_stage(stage=self.api.deployment_stage)
+        self.usage_plan.add_api_key(self.api_key)
+
+        Validations.of(self.api).acknowledge(
+            Acknowledgment(
+                id="AwsSolutions-APIG4",
+                reason=(
+                    "Every method requires an API key (usage plan) and the api function verifies "
+                    "the caller's kefu token itself; a gateway authorizer would check the same token twice."
+                ),
+            ),
+            Acknowledgment(
+                id="AwsSolutions-COG4",
+                reason="Integrators authenticate with API keys and kefu tokens, not a Cognito user pool.",
+            ),
+        )
+        Validations.of(self.api.deployment_stage).acknowledge(
+            Acknowledgment(
+                id="AwsSolutions-APIG3",
+                reason=(
+                    "No WAF web ACL yet: every method needs an API key and the usage plan throttles "
+                    "per key; attach a web ACL (aws_wafv2) when public traffic arrives."
+                ),
+            )
+        )
+
+    @property
+    def url(self) -> str:
+        return self.api.url

@@ -1,0 +1,301 @@
+"""One Lambda function per ``schema.FUNCTIONS`` entry, with least-privilege roles.
+
+Each function gets its own execution role and log group. Permissions are derived from
+the spec and nothing else:
+
+- ``reads`` / ``writes``: DynamoDB data actions on the table and on each of its indexes
+  by name (no ``index/*``), and the KMS actions DynamoDB needs on the table key, only
+  through DynamoDB (``kms:ViaService``). These are written out instead of
+  ``Table.grant_read_data`` because those grants add ``index/*`` and ``kms:ReEncrypt*`` /
+  ``kms:GenerateDataKey*`` wildcards (cdk-nag AwsSolutions-IAM5) that we do not need.
+- ``needs_secret``: read of the token signing key.
+- ``manage_connections``: ``execute-api:ManageConnections`` on the stage's @connections.
+- ``stream_of``: the table's stream, and an SQS dead-letter queue for records that keep
+  failing after bisecting and retries.
+"""
+
+from __future__ import annotations
+
+import jsii
+from aws_cdk import Acknowledgment, Aws, Duration, Stack, Validations
+from aws_cdk import aws_dynamodb as dynamodb
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_kms as kms
+from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_logs as logs
+from aws_cdk import aws_secretsmanager as secretsmanager
+from aws_cdk import aws_sqs as sqs
+from constructs import Construct
+from kefu import schema
+
+from infra import ROOT
+from infra.layers import ARCHITECTURE, ASSET_EXCLUDES, RUNTIME
+
+SERVICE_NAME = "kefu"
+LOG_RETENTION = logs.RetentionDays.ONE_MONTH
+
+# The same action sets as aws-cdk-lib's Table grants (dynamodb perms.ts).
+TABLE_READ_ACTIONS = [
+    "dynamodb:BatchGetItem",
+    "dynamodb:ConditionCheckItem",
+    "dynamodb:DescribeTable",
+    "dynamodb:GetItem",
+    "dynamodb:GetRecords",
+    "dynamodb:GetShardIterator",
+    "dynamodb:Query",
+    "dynamodb:Scan",
+]
+TABLE_WRITE_ACTIONS = [
+    "dynamodb:BatchWriteItem",
+    "dynamodb:DeleteItem",
+    "dynamodb:PutItem",
+    "dynamodb:UpdateItem",
+]
+# Table key use through DynamoDB; CDK's wildcards spelt out.
+KMS_READ_ACTIONS = ["kms:Decrypt", "kms:DescribeKey"]
+KMS_WRITE_ACTIONS = [
+    "kms:Encrypt",
+    "kms:GenerateDataKey",
+    "kms:GenerateDataKeyWithoutPlaintext",
+    "kms:ReEncryptFrom",
+    "kms:ReEncryptTo",
+]
+STREAM_READ_ACTIONS = ["dynamodb:DescribeStream", "dynamodb:GetRecords", "dynamodb:GetShardIterator"]
+
+# Event source mapping of the stream consumers.
+STREAM_BATCH_SIZE = 100
+STREAM_RETRY_ATTEMPTS = 3
+STREAM_MAX_BATCHING_WINDOW = Duration.seconds(1)
+STREAM_MAX_RECORD_AGE = Duration.days(1)
+
+
+def via_service(service: str) -> dict:
+    return {"StringEquals": {"kms:ViaService": f"{service}.{Aws.REGION}.amazonaws.com"}}
+
+
+@jsii.implements(lambda_.IEventSourceDlq)
+class QueueDestination:
+    """On-failure destination of an event source mapping that adds no grant of its own.
+
+    ``aws_lambda_event_sources.SqsDlq`` grants ``queue.grant_send_messages``, which for a
+    KMS-encrypted queue brings ``kms:ReEncrypt*`` / ``kms:GenerateDataKey*`` wildcards;
+    ``Functions`` grants exactly what is needed instead.
+    """
+
+    def __init__(self, queue: sqs.IQueue) -> None:
+        self.queue = queue
+
+    def bind(self, _target, _target_handler) -> lambda_.DlqDestinationConfig:
+        return lambda_.DlqDestinationConfig(destination=self.queue.queue_arn)
+
+
+class Functions(Construct):
+    """``functions`` maps the schema function name to its Function."""
+
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        key: kms.IKey,
+        tables: dict[str, dynamodb.Table],
+        layers: list[lambda_.ILayerVersion],
+        secret: secretsmanager.ISecret,
+        callback_url: str,
+        manage_connections_arn: str,
+    ) -> None:
+        super().__init__(scope, construct_id)
+        self.functions: dict[str, lambda_.Function] = {}
+        self.roles: dict[str, iam.Role] = {}
+        self.log_groups: dict[str, logs.LogGroup] = {}
+        self.dead_letter_queues: dict[str, sqs.Queue] = {}
+
+        for spec in schema.FUNCTIONS:
+            role = iam.Role(
+                self,
+                f"{spec.name}Role",
+                assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"),
+                description=f"kefu {spec.name}: {spec.description}"[:1000],
+            )
+            log_group = logs.LogGroup(self, f"{spec.name}Logs", retention=LOG_RETENTION)
+            log_group.grant_write(role)
+
+            environment = {
+                "POWERTOOLS_SERVICE_NAME": SERVICE_NAME,
+                "POWERTOOLS_LOG_LEVEL": "INFO",
+                "POWERTOOLS_METRICS_NAMESPACE": SERVICE_NAME,
+            }
+            for table_id in sorted(set(spec.reads) | set(spec.writes)):
+                environment[schema.TABLES[table_id].env_var] = tables[table_id].table_name
+            if spec.needs_secret:
+                environment[schema.ENV_JWT_SECRET_ID] = secret.secret_arn
+            if spec.manage_connections:
+                environment[schema.ENV_WS_CALLBACK_URL] = callback_url
+            environment.update(spec.extra_env)
+
+            function = lambda_.Function(
+                self,
+                spec.name,
+                description=f"kefu {spec.name}: {spec.description}"[:256],
+                runtime=RUNTIME,
+                architecture=ARCHITECTURE,
+                code=lambda_.Code.from_asset(str(ROOT / "functions" / spec.name), exclude=ASSET_EXCLUDES),
+                handler="handler.handler",
+                memory_size=spec.memory_mb,
+                timeout=Duration.seconds(spec.timeout_s),
+                layers=layers,
+                environment=environment,
+                role=role,
+                log_group=log_group,
+                tracing=lambda_.Tracing.ACTIVE,
+            )
+
+            self._grant_tables(role, spec, tables, key)
+            if spec.needs_secret:
+                secret.grant_read(role)
+            if spec.manage_connections:
+                role.add_to_principal_policy(
+                    iam.PolicyStatement(
+                        sid="PostToConnections",
+                        actions=["execute-api:ManageConnections"],
+                        resources=[manage_connections_arn],
+                    )
+                )
+            if spec.stream_of:
+                self._consume_stream(spec, function, role, tables[spec.stream_of], key)
+
+            self._acknowledge(spec, function, role)
+            self.functions[spec.name] = function
+            self.roles[spec.name] = role
+            self.log_groups[spec.name] = log_group
+
+        Validations.of(self).acknowledge(
+            Acknowledgment(
+                id="AwsSolutions-L1",
+                reason=(
+                    "Python 3.13 is deliberate: the dependencies layer is built from cp313 "
+                    "manylinux2014_aarch64 wheels and every function shares it; move all "
+                    "functions and the layer to a newer runtime together."
+                ),
+            )
+        )
+
+    # ------------------------------------------------------------------ grants
+
+    @staticmethod
+    def _grant_tables(role: iam.Role, spec: schema.Function, tables: dict, key: kms.IKey) -> None:
+        table_ids = sorted(set(spec.reads) | set(spec.writes))
+        if not table_ids:
+            return
+        writes = set(spec.writes)
+        for access, ids in (("Read", [t for t in table_ids if t not in writes]), ("Write", sorted(writes))):
+            if not ids:
+                continue
+            resources: list[str] = []
+            for table_id in ids:
+                table = tables[table_id]
+                resources.append(table.table_arn)
+                resources.extend(
+                    f"{table.table_arn}/index/{index.name}" for index in schema.TABLES[table_id].indexes
+                )
+            actions = TABLE_READ_ACTIONS + (TABLE_WRITE_ACTIONS if access == "Write" else [])
+            role.add_to_principal_policy(
+                iam.PolicyStatement(sid=f"Table{access}", actions=actions, resources=resources)
+            )
+        role.add_to_principal_policy(
+            iam.PolicyStatement(
+                sid="TableKey",
+                actions=KMS_READ_ACTIONS + (KMS_WRITE_ACTIONS if writes else []),
+                resources=[key.key_arn],
+                conditions=via_service("dynamodb"),
+            )
+        )
+
+    def _consume_stream(
+        self,
+        spec: schema.Function,
+        function: lambda_.Function,
+        role: iam.Role,
+        table: dynamodb.Table,
+        key: kms.IKey,
+    ) -> None:
+        if table.table_stream_arn is None:
+            raise ValueError(f"{spec.name} consumes the stream of {spec.stream_of}, which has none in schema.py")
+        dlq = sqs.Queue(
+            self,
+            f"{spec.name}Dlq",
+            encryption=sqs.QueueEncryption.KMS,
+            encryption_master_key=key,
+            enforce_ssl=True,
+            retention_period=Duration.days(14),
+        )
+        Validations.of(dlq).acknowledge(
+            Acknowledgment(
+                id="AwsSolutions-SQS3",
+                reason=(
+                    f"This queue is itself the dead-letter destination of {spec.name}'s "
+                    "stream event source mapping; records land here for inspection and replay."
+                ),
+            )
+        )
+        role.add_to_principal_policy(
+            iam.PolicyStatement(sid="ReadStream", actions=STREAM_READ_ACTIONS, resources=[table.table_stream_arn])
+        )
+        role.add_to_principal_policy(
+            # ListStreams supports no resource-level permission.
+            iam.PolicyStatement(sid="ListStreams", actions=["dynamodb:ListStreams"], resources=["*"])
+        )
+        role.add_to_principal_policy(
+            iam.PolicyStatement(
+                sid="StreamKey",
+                actions=["kms:Decrypt"],
+                resources=[key.key_arn],
+                conditions=via_service("dynamodb"),
+            )
+        )
+        role.add_to_principal_policy(
+            iam.PolicyStatement(
+                sid="SendToDlq",
+                actions=["sqs:GetQueueAttributes", "sqs:GetQueueUrl", "sqs:SendMessage"],
+                resources=[dlq.queue_arn],
+            )
+        )
+        role.add_to_principal_policy(
+            iam.PolicyStatement(
+                sid="DlqKey",
+                actions=["kms:Decrypt", "kms:GenerateDataKey"],
+                resources=[key.key_arn],
+                conditions=via_service("sqs"),
+            )
+        )
+        function.add_event_source_mapping(
+            "StreamMapping",
+            event_source_arn=table.table_stream_arn,
+            starting_position=lambda_.StartingPosition.TRIM_HORIZON,
+            batch_size=STREAM_BATCH_SIZE,
+            max_batching_window=STREAM_MAX_BATCHING_WINDOW,
+            bisect_batch_on_error=True,
+            retry_attempts=STREAM_RETRY_ATTEMPTS,
+            max_record_age=STREAM_MAX_RECORD_AGE,
+            report_batch_item_failures=True,
+            on_failure=QueueDestination(dlq),
+        )
+        self.dead_letter_queues[spec.name] = dlq
+
+    # --------------------------------------------------------- acknowledgments
+
+    @staticmethod
+    def _acknowledge(spec: schema.Function, function: lambda_.Function, role: iam.Role) -> None:
+        wildcard_reasons = ["X-Ray PutTraceSegments/PutTelemetryRecords (active tracing) support no resource-level permissions"]
+        if spec.stream_of:
+            wildcard_reasons.append("dynamodb:ListStreams, which the stream event source mapping needs, supports none either")
+        Validations.of(role).acknowledge(
+            Acknowledgment(id="AwsSolutions-IAM5[Resource::*]", reason="; ".join(wildcard_reasons) + ".")
+        )
+        if spec.manage_connections:
+            Validations.of(role).acknowledge(
+                Acknowledgment(
+                    id=f"AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:execute-api:<AWS::Region>:<AWS::AccountId>:<{{API}}>/{schema.WS_STAGE}/*/@connections/*]",
+                    reason="Connection ids are created at run time: the grant is every @connections call on this one stage.",
+                )
+            )

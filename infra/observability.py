@@ -1,0 +1,198 @@
+"""Alarms, the alarm topic, the dashboard, and API Gateway's account logging role."""
+
+from __future__ import annotations
+
+from aws_cdk import Acknowledgment, Aws, Duration, Validations
+from aws_cdk import aws_apigateway as apigw
+from aws_cdk import aws_cloudwatch as cloudwatch
+from aws_cdk import aws_cloudwatch_actions as cw_actions
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_kms as kms
+from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_sns as sns
+from constructs import Construct
+from kefu import schema
+
+PERIOD = Duration.minutes(5)
+FUNCTION_ERRORS_THRESHOLD = 5  # errors per 5 minutes, 2 periods in a row
+FUNCTION_THROTTLES_THRESHOLD = 1  # any throttle means lost or delayed work
+WS_SERVER_ERRORS_THRESHOLD = 10  # IntegrationError + ExecutionError per 5 minutes
+REST_5XX_THRESHOLD = 10
+
+
+class ApiGatewayLogging(Construct):
+    """The account-level CloudWatch role of API Gateway, needed by stage logging.
+
+    Own role with an inline policy instead of ``cloud_watch_role=True`` (which attaches
+    the AWS managed AmazonAPIGatewayPushToCloudWatchLogs policy, cdk-nag IAM4). Stages
+    that log must depend on this construct.
+    """
+
+    def __init__(self, scope: Construct, construct_id: str) -> None:
+        super().__init__(scope, construct_id)
+        self.role = iam.Role(
+            self,
+            "Role",
+            assumed_by=iam.ServicePrincipal("apigateway.amazonaws.com"),
+            description="API Gateway (account setting): writes execution and access logs to CloudWatch Logs",
+            inline_policies={
+                "PushToCloudWatchLogs": iam.PolicyDocument(
+                    statements=[
+                        iam.PolicyStatement(
+                            actions=[
+                                "logs:CreateLogGroup",
+                                "logs:CreateLogStream",
+                                "logs:DescribeLogGroups",
+                                "logs:DescribeLogStreams",
+                                "logs:PutLogEvents",
+                                "logs:GetLogEvents",
+                                "logs:FilterLogEvents",
+                            ],
+                            resources=[
+                                f"arn:{Aws.PARTITION}:logs:{Aws.REGION}:{Aws.ACCOUNT_ID}:log-group:*",
+                            ],
+                        )
+                    ]
+                )
+            },
+        )
+        Validations.of(self.role).acknowledge(
+            Acknowledgment(
+                id="AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:logs:<AWS::Region>:<AWS::AccountId>:log-group:*]",
+                reason=(
+                    "The API Gateway CloudWatch role is one per account and region: API Gateway "
+                    "creates the API-Gateway-Execution-Logs_{apiId}/{stage} groups itself, so the "
+                    "role needs every log group of this account and region (what the AWS managed "
+                    "AmazonAPIGatewayPushToCloudWatchLogs policy grants, minus other regions)."
+                ),
+            )
+        )
+        self.account = apigw.CfnAccount(self, "Account", cloud_watch_role_arn=self.role.role_arn)
+
+
+class Monitoring(Construct):
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        key: kms.Key,
+        functions: dict[str, lambda_.Function],
+        web_socket_api_id: str,
+        rest_api: apigw.RestApi,
+    ) -> None:
+        super().__init__(scope, construct_id)
+
+        self.topic = sns.Topic(self, "Alarms", display_name="kefu alarms", master_key=key, enforce_ssl=True)
+        # CloudWatch publishes to the encrypted topic with the stack key.
+        key.add_to_resource_policy(
+            iam.PolicyStatement(
+                sid="AllowCloudWatchAlarmsToUseTheKey",
+                principals=[iam.ServicePrincipal("cloudwatch.amazonaws.com")],
+                actions=["kms:Decrypt", "kms:GenerateDataKey"],
+                resources=["*"],
+                conditions={"StringEquals": {"aws:SourceAccount": Aws.ACCOUNT_ID}},
+            )
+        )
+        action = cw_actions.SnsAction(self.topic)
+        self.alarms: list[cloudwatch.Alarm] = []
+
+        def alarm(alarm_id: str, metric: cloudwatch.IMetric, threshold: float, periods: int, description: str) -> None:
+            created = cloudwatch.Alarm(
+                self,
+                alarm_id,
+                metric=metric,
+                threshold=threshold,
+                evaluation_periods=periods,
+                datapoints_to_alarm=periods,
+                comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+                treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+                alarm_description=description,
+            )
+            created.add_alarm_action(action)
+            created.add_ok_action(action)
+            self.alarms.append(created)
+
+        for name, function in functions.items():
+            alarm(
+                f"{name}Errors",
+                function.metric_errors(period=PERIOD, statistic="Sum"),
+                FUNCTION_ERRORS_THRESHOLD,
+                2,
+                f"kefu {name}: {FUNCTION_ERRORS_THRESHOLD}+ errors in each of two 5-minute periods",
+            )
+            alarm(
+                f"{name}Throttles",
+                function.metric_throttles(period=PERIOD, statistic="Sum"),
+                FUNCTION_THROTTLES_THRESHOLD,
+                1,
+                f"kefu {name}: throttled invocations (concurrency exhausted)",
+            )
+
+        ws_dimensions = {"ApiId": web_socket_api_id, "Stage": schema.WS_STAGE}
+        ws_server_errors = cloudwatch.MathExpression(
+            expression="FILL(integration, 0) + FILL(execution, 0)",
+            using_metrics={
+                "integration": cloudwatch.Metric(
+                    namespace="AWS/ApiGateway", metric_name="IntegrationError",
+                    dimensions_map=ws_dimensions, period=PERIOD, statistic="Sum",
+                ),
+                "execution": cloudwatch.Metric(
+                    namespace="AWS/ApiGateway", metric_name="ExecutionError",
+                    dimensions_map=ws_dimensions, period=PERIOD, statistic="Sum",
+                ),
+            },
+            label="WebSocket server errors",
+            period=PERIOD,
+        )
+        alarm(
+            "WebSocketServerErrors",
+            ws_server_errors,
+            WS_SERVER_ERRORS_THRESHOLD,
+            1,
+            "kefu WebSocket API: integration or execution errors (server side)",
+        )
+        alarm(
+            "Rest5xx",
+            rest_api.metric_server_error(period=PERIOD, statistic="Sum"),
+            REST_5XX_THRESHOLD,
+            1,
+            "kefu REST API: 5XX responses",
+        )
+
+        self.dashboard = cloudwatch.Dashboard(self, "Dashboard", default_interval=Duration.hours(3))
+        ws_metric = lambda name: cloudwatch.Metric(  # noqa: E731
+            namespace="AWS/ApiGateway", metric_name=name, dimensions_map=ws_dimensions, period=PERIOD, statistic="Sum"
+        )
+        self.dashboard.add_widgets(
+            cloudwatch.GraphWidget(
+                title="WebSocket traffic",
+                left=[ws_metric("ConnectCount"), ws_metric("MessageCount")],
+                right=[ws_metric("ClientError"), ws_metric("IntegrationError"), ws_metric("ExecutionError")],
+                width=12,
+            ),
+            cloudwatch.GraphWidget(
+                title="REST API",
+                left=[rest_api.metric_count(period=PERIOD)],
+                right=[rest_api.metric_client_error(period=PERIOD), rest_api.metric_server_error(period=PERIOD)],
+                width=12,
+            ),
+        )
+        self.dashboard.add_widgets(
+            cloudwatch.GraphWidget(
+                title="Lambda invocations",
+                left=[f.metric_invocations(period=PERIOD, label=n) for n, f in functions.items()],
+                width=8,
+            ),
+            cloudwatch.GraphWidget(
+                title="Lambda errors",
+                left=[f.metric_errors(period=PERIOD, label=n) for n, f in functions.items()],
+                width=8,
+            ),
+            cloudwatch.GraphWidget(
+                title="Lambda duration p99",
+                left=[f.metric_duration(period=PERIOD, statistic="p99", label=n) for n, f in functions.items()],
+                width=8,
+            ),
+        )
+        self.dashboard.add_widgets(cloudwatch.AlarmStatusWidget(alarms=self.alarms, title="Alarms", width=24))

@@ -1,0 +1,1 @@
+"""kefu: the domain package shared by every Lambda function (the domain layer)."""

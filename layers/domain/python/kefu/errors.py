@@ -1,0 +1,51 @@
+"""Domain errors. Each carries a stable machine-readable code that clients see in error frames."""
+
+from __future__ import annotations
+
+
+class KefuError(Exception):
+    code = "error"
+
+    def __init__(self, message: str, *, client_message_id: str | None = None, details: object = None):
+        super().__init__(message)
+        self.message = message
+        self.client_message_id = client_message_id
+        self.details = details
+
+
+class InvalidFrame(KefuError):
+    code = "invalid_frame"
+
+
+class MalformedJson(KefuError):
+    code = "malformed_json"
+
+
+class UnknownAction(KefuError):
+    code = "unknown_action"
+
+
+class NotFound(KefuError):
+    """Also what another workspace's or another customer's ids look like: we never confirm they exist."""
+
+    code = "not_found"
+
+
+class Forbidden(KefuError):
+    code = "forbidden"
+
+
+class ConversationClosed(KefuError):
+    code = "conversation_closed"
+
+
+class NoAgentAvailable(KefuError):
+    code = "no_agent_available"
+
+
+class Conflict(KefuError):
+    code = "conflict"
+
+
+class Unauthorized(KefuError):
+    code = "unauthorized"

@@ -1,0 +1,123 @@
+"""The WebSocket protocol: inbound frames (validated) and outbound frames (built).
+
+docs/protocol.md documents every frame here; keep the two in step.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, model_validator
+
+from .errors import InvalidFrame, MalformedJson, UnknownAction
+
+MAX_TEXT_CHARS = 4000
+MAX_NOTE_CHARS = 1000
+SYNC_PAGE = 200
+
+Id = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:\-]+$")]
+Text = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=MAX_TEXT_CHARS)]
+
+
+class _Frame(BaseModel):
+    # unknown fields are ignored so that newer clients keep working against older servers
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+
+class MessageFrame(_Frame):
+    action: Literal["message"]
+    conversationId: Id | None = None
+    clientMessageId: Id
+    text: Text
+
+
+class TypingFrame(_Frame):
+    action: Literal["typing"]
+    conversationId: Id
+    typing: bool = True
+
+
+class SyncFrame(_Frame):
+    action: Literal["sync"]
+    conversationId: Id
+    afterSeq: int = Field(ge=0, le=10**12)
+    limit: int = Field(default=SYNC_PAGE, ge=1, le=SYNC_PAGE)
+
+
+class RouteFrame(_Frame):
+    action: Literal["route"]
+    conversationId: Id
+
+
+class HandoffTarget(_Frame):
+    agentId: Id | None = None
+    group: Id | None = None
+
+    @model_validator(mode="after")
+    def _one_target(self) -> HandoffTarget:
+        if (self.agentId is None) == (self.group is None):
+            raise ValueError("give exactly one of agentId or group")
+        return self
+
+
+class HandoffFrame(_Frame):
+    action: Literal["handoff"]
+    conversationId: Id
+    to: HandoffTarget
+    note: Annotated[str, StringConstraints(max_length=MAX_NOTE_CHARS)] = ""
+
+
+FRAMES: dict[str, type[_Frame]] = {
+    "message": MessageFrame,
+    "typing": TypingFrame,
+    "sync": SyncFrame,
+    "route": RouteFrame,
+    "handoff": HandoffFrame,
+}
+
+
+def decode(body: str | None) -> dict[str, Any]:
+    """Parse a raw frame into a JSON object, or raise MalformedJson."""
+    try:
+        data = json.loads(body or "")
+    except (ValueError, TypeError):
+        raise MalformedJson("frame is not valid JSON") from None
+    if not isinstance(data, dict):
+        raise MalformedJson("frame must be a JSON object")
+    return data
+
+
+def parse(body: str | None, expected: type[_Frame] | None = None) -> _Frame:
+    """Validate a frame. `expected` pins the model (a route handler knows its action)."""
+    data = decode(body)
+    action = data.get("action")
+    model = expected or (FRAMES.get(action) if isinstance(action, str) else None)
+    if model is None:
+        raise UnknownAction(f"unknown action {str(action)[:40]!r}", client_message_id=_cmid(data))
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        problems = [
+            {"field": ".".join(str(p) for p in e["loc"]) or "frame", "problem": e["msg"]}
+            for e in exc.errors(include_url=False, include_input=False, include_context=False)
+        ]
+        summary = "; ".join(f"{p['field']}: {p['problem']}" for p in problems)
+        raise InvalidFrame(summary, client_message_id=_cmid(data), details=problems) from None
+
+
+def _cmid(data: dict[str, Any]) -> str | None:
+    cmid = data.get("clientMessageId")
+    return cmid if isinstance(cmid, str) and 0 < len(cmid) <= 64 else None
+
+
+# ---------------------------------------------------------------- outbound
+
+
+def error(code: str, message: str, client_message_id: str | None = None, details: Any = None) -> dict:
+    frame: dict[str, Any] = {"type": "error", "code": code, "message": message}
+    if client_message_id:
+        frame["clientMessageId"] = client_message_id
+    if details:
+        frame["details"] = details
+    return frame

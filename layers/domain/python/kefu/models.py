@@ -1,0 +1,119 @@
+"""Domain records. Plain dataclasses: no I/O, no AWS."""
+
+from __future__ import annotations
+
+import secrets
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Literal
+
+Role = Literal["customer", "agent", "bot", "system"]
+AgentRole = Literal["agent", "supervisor", "admin"]
+Status = Literal["open", "assigned", "closed"]
+
+
+def now_iso() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def new_id(prefix: str) -> str:
+    """Sortable-ish unique id: time prefix keeps ids of one day close together in listings."""
+    return f"{prefix}_{int(time.time() * 1000):x}{secrets.token_hex(5)}"
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who is on the other end of a connection or request, as established by the token."""
+
+    workspace: str
+    role: Literal["customer", "agent"]
+    id: str
+    name: str = ""
+    tags: tuple[str, ...] = ()
+    agent_role: AgentRole | None = None  # for agents: their role in the workspace
+
+    @property
+    def key(self) -> str:
+        """Identifies the person within the workspace, across their connections."""
+        return f"{self.role}#{self.id}"
+
+    def sender(self) -> dict:
+        return {"role": self.role, "id": self.id, "name": self.name}
+
+
+@dataclass(frozen=True)
+class ConnectionRef:
+    connection_id: str
+    role: Literal["customer", "agent"]
+    user_id: str
+
+
+@dataclass
+class Conversation:
+    workspace: str
+    id: str
+    customer_id: str
+    customer_name: str = ""
+    customer_tags: tuple[str, ...] = ()
+    channel: str = "web"
+    status: Status = "open"
+    agent_id: str | None = None
+    agent_name: str | None = None
+    last_seq: int = 0
+    opened_at: str = field(default_factory=now_iso)
+
+    def is_participant(self, who: Principal) -> bool:
+        if who.workspace != self.workspace:
+            return False
+        if who.role == "customer":
+            return who.id == self.customer_id
+        return who.id == self.agent_id
+
+    def customer(self) -> dict:
+        return {"id": self.customer_id, "name": self.customer_name, "tags": list(self.customer_tags)}
+
+
+@dataclass(frozen=True)
+class Message:
+    conversation_id: str
+    seq: int
+    client_message_id: str
+    sender: dict  # {"role", "id", "name"}
+    text: str
+    created_at: str
+
+    def frame(self) -> dict:
+        return {
+            "type": "message",
+            "conversationId": self.conversation_id,
+            "seq": self.seq,
+            "clientMessageId": self.client_message_id,
+            "sender": self.sender,
+            "text": self.text,
+            "createdAt": self.created_at,
+        }
+
+    def public(self) -> dict:
+        """The message as listed in sync and history."""
+        frame = self.frame()
+        del frame["type"]
+        return frame
+
+
+@dataclass(frozen=True)
+class Agent:
+    workspace: str
+    id: str
+    name: str
+    role: AgentRole = "agent"
+    groups: tuple[str, ...] = ()
+    languages: tuple[str, ...] = ("zh", "en")
+    max_concurrent: int = 5
+    presence: Literal["online", "away", "offline"] = "offline"
+    connections: int = 0
+    load: int = 0
+
+    @property
+    def available(self) -> bool:
+        return self.presence == "online" and self.load < self.max_concurrent

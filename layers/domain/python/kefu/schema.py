@@ -1,0 +1,194 @@
+"""The one source of truth for table, index, route and function names.
+
+The CDK stack (infra/) builds its resources from these definitions and the local
+stack (local/) creates the same tables and routes from them, so the two cannot drift.
+This module imports nothing beyond the standard library: the CDK app and the
+Lambda cold start both read it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+# ---------------------------------------------------------------- DynamoDB
+
+
+@dataclass(frozen=True)
+class Key:
+    name: str
+    type: str = "S"  # S | N | B, as in AttributeDefinitions
+
+
+@dataclass(frozen=True)
+class Index:
+    name: str
+    partition_key: Key
+    sort_key: Key | None = None
+
+
+@dataclass(frozen=True)
+class Table:
+    id: str  # logical id: CDK construct id and the key of TABLES
+    env_var: str  # environment variable that carries the physical name
+    local_name: str  # physical name in the local stack
+    partition_key: Key
+    sort_key: Key | None = None
+    indexes: tuple[Index, ...] = ()
+    ttl_attribute: str | None = None
+    stream: str | None = None  # StreamViewType, or None for no stream
+
+
+CONVERSATIONS = Table(
+    id="Conversations",
+    env_var="KEFU_TABLE_CONVERSATIONS",
+    local_name="kefu-conversations",
+    # pk "{ws}#C#{conversationId}" holds META, CONN#{connectionId} (live fan-out
+    # targets), MSG#{seq:012d} and DEDUP#{senderKey}#{clientMessageId} items;
+    # pk "{ws}#U#{customerId}" holds the OPEN pointer to the customer's open conversation.
+    partition_key=Key("pk"),
+    sort_key=Key("sk"),
+    indexes=(
+        # sparse: only META items of conversations assigned to an agent and not closed
+        Index("byAgent", Key("agentKey"), Key("openedAt")),
+        # every conversation of a customer, across channels
+        Index("byCustomer", Key("customerKey"), Key("openedAt")),
+    ),
+    ttl_attribute="expiresAt",
+    stream="NEW_IMAGE",
+)
+
+CONNECTIONS = Table(
+    id="Connections",
+    env_var="KEFU_TABLE_CONNECTIONS",
+    local_name="kefu-connections",
+    # pk "{ws}#{role}#{userId}", sk connectionId: every open socket of one person
+    partition_key=Key("pk"),
+    sort_key=Key("sk"),
+    ttl_attribute="expiresAt",
+)
+
+DIRECTORY = Table(
+    id="Directory",
+    env_var="KEFU_TABLE_DIRECTORY",
+    local_name="kefu-directory",
+    # pk workspace id; sk "WORKSPACE" (settings) or "AGENT#{agentId}" (profile, presence, load)
+    partition_key=Key("pk"),
+    sort_key=Key("sk"),
+)
+
+METRICS = Table(
+    id="Metrics",
+    env_var="KEFU_TABLE_METRICS",
+    local_name="kefu-metrics",
+    # pk "{ws}", sk "{hour}#{counter}": counters aggregated from the conversations stream
+    partition_key=Key("pk"),
+    sort_key=Key("sk"),
+    ttl_attribute="expiresAt",
+)
+
+TABLES: dict[str, Table] = {t.id: t for t in (CONVERSATIONS, CONNECTIONS, DIRECTORY, METRICS)}
+
+# ---------------------------------------------------------------- other names
+
+ENV_WS_CALLBACK_URL = "KEFU_WS_CALLBACK_URL"  # the @connections management endpoint
+ENV_JWT_SECRET_ID = "KEFU_JWT_SECRET_ID"  # Secrets Manager id of the token signing key
+LOCAL_JWT_SECRET_NAME = "kefu/local/jwt-signing-key"
+
+# API Gateway WebSocket limits we enforce (and the local gateway emulates)
+WS_MAX_FRAME_BYTES = 128 * 1024
+WS_IDLE_TIMEOUT_S = 600
+WS_MAX_CONNECTION_S = 2 * 3600
+WS_ROUTE_SELECTION_EXPRESSION = "$request.body.action"
+
+# ---------------------------------------------------------------- functions
+
+
+@dataclass(frozen=True)
+class Function:
+    name: str  # folder under functions/, and the CDK construct id suffix
+    description: str
+    route_keys: tuple[str, ...] = ()  # WebSocket routes it serves
+    reads: tuple[str, ...] = ()  # table ids it reads
+    writes: tuple[str, ...] = ()  # table ids it writes (implies read)
+    manage_connections: bool = False  # may call the @connections API
+    needs_secret: bool = False  # reads the token signing key
+    stream_of: str | None = None  # table id whose stream it consumes
+    memory_mb: int = 256
+    timeout_s: int = 10
+    extra_env: dict[str, str] = field(default_factory=dict)
+
+
+FUNCTIONS: tuple[Function, ...] = (
+    Function(
+        "ws_authorizer",
+        "Validates the visitor or agent token on $connect",
+        needs_secret=True,
+        reads=("Directory",),
+    ),
+    Function(
+        "ws_connect",
+        "Registers a connection and attaches it to the person's open conversations",
+        route_keys=("$connect",),
+        writes=("Conversations", "Connections", "Directory"),
+    ),
+    Function(
+        "ws_disconnect",
+        "Forgets a connection and detaches it from its conversations",
+        route_keys=("$disconnect",),
+        writes=("Conversations", "Connections", "Directory"),
+    ),
+    Function(
+        "ws_message",
+        "Stores a message with the next sequence number and fans it out; typing indicators",
+        route_keys=("message", "typing"),
+        writes=("Conversations", "Connections", "Directory"),
+        manage_connections=True,
+    ),
+    Function(
+        "ws_sync",
+        "Returns the messages after a sequence number",
+        route_keys=("sync",),
+        reads=("Conversations",),
+    ),
+    Function(
+        "ws_route",
+        "Assigns a conversation to an available agent",
+        route_keys=("route",),
+        writes=("Conversations", "Connections", "Directory"),
+        manage_connections=True,
+    ),
+    Function(
+        "ws_handoff",
+        "Transfers a conversation to another agent",
+        route_keys=("handoff",),
+        writes=("Conversations", "Connections", "Directory"),
+        manage_connections=True,
+    ),
+    Function(
+        "ws_default",
+        "Answers frames with no known action",
+        route_keys=("$default",),
+    ),
+    Function(
+        "api",
+        "REST API for widgets, apps and integrators",
+        reads=("Conversations",),
+        writes=("Directory",),
+        needs_secret=True,
+        timeout_s=29,
+    ),
+    Function(
+        "stream_metrics",
+        "Aggregates counters from the conversations stream",
+        writes=("Metrics",),
+        stream_of="Conversations",
+        timeout_s=60,
+    ),
+)
+
+FUNCTIONS_BY_NAME: dict[str, Function] = {f.name: f for f in FUNCTIONS}
+WS_ROUTES: dict[str, str] = {key: f.name for f in FUNCTIONS for key in f.route_keys}
+WS_AUTHORIZER = "ws_authorizer"
+REST_FUNCTION = "api"
+REST_STAGE = "v1"
+WS_STAGE = "prod"

@@ -1,0 +1,46 @@
+"""Builds the adapters from the environment, once per container (warm invocations reuse them).
+
+Only endpoint configuration differs between AWS and the local stack: table names come from
+the variables named in kefu.schema, AWS endpoints from AWS_ENDPOINT_URL (local only).
+"""
+
+from __future__ import annotations
+
+import os
+from functools import lru_cache
+
+from . import schema
+
+
+@lru_cache(maxsize=1)
+def store():
+    from .adapters.dynamodb import DynamoStore
+
+    return DynamoStore()
+
+
+@lru_cache(maxsize=1)
+def metrics_store():
+    from .adapters.dynamodb import DynamoMetrics
+
+    return DynamoMetrics()
+
+
+@lru_cache(maxsize=1)
+def notifier():
+    from .adapters.connections_api import ConnectionsApi
+
+    return ConnectionsApi(os.environ[schema.ENV_WS_CALLBACK_URL])
+
+
+@lru_cache(maxsize=1)
+def conversation_service():
+    from .conversations import ConversationService
+
+    return ConversationService(store(), notifier())
+
+
+def signing_key() -> str:
+    from .adapters.secrets import signing_key as fetch
+
+    return fetch(os.environ[schema.ENV_JWT_SECRET_ID])

@@ -1,0 +1,108 @@
+"""The `kefu` command line: the local stack, tokens, benchmarks."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import sys
+import threading
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="kefu", description="kefu customer service: local stack and tools")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    dev = commands.add_parser("dev", help="run the whole system locally with demo data")
+    dev.add_argument("--host", default="127.0.0.1", help="listen address (loopback by default)")
+    dev.add_argument("--port", type=int, default=8000, help="port of the gateway (0: any free port)")
+    dev.add_argument("--no-seed", action="store_true", help="start empty, without the demo workspace")
+    dev.add_argument("--json", action="store_true", help="print the URLs as one JSON line when ready")
+
+    token = commands.add_parser("token", help="print a signed token that `kefu dev` from this checkout accepts")
+    kinds = token.add_subparsers(dest="kind", required=True)
+    visitor = kinds.add_parser("visitor", help="a customer's token (anonymous unless --customer)")
+    visitor.add_argument("--workspace", required=True)
+    visitor.add_argument("--customer", help="customer id known to your backend; anonymous when omitted")
+    visitor.add_argument("--name", default="")
+    visitor.add_argument("--tag", action="append", default=[], help="customer tag, e.g. vip (repeatable)")
+    visitor.add_argument("--ttl", type=int, default=12 * 3600, help="lifetime in seconds")
+    agent = kinds.add_parser("agent", help="an agent's token")
+    agent.add_argument("--workspace", required=True)
+    agent.add_argument("--agent", required=True)
+    agent.add_argument("--ttl", type=int, default=12 * 3600, help="lifetime in seconds")
+
+    bench = commands.add_parser("bench", help="benchmarks (JSON on stdout)")
+    benches = bench.add_subparsers(dest="bench", required=True)
+    messages = benches.add_parser("messages", help="message path latency, requests, CPU, cold imports, cost")
+    messages.add_argument("--conversations", type=int, default=20)
+    messages.add_argument("--messages", type=int, default=20, help="customer messages per conversation")
+
+    args = parser.parse_args(argv)
+    if args.command == "dev":
+        return _dev(args)
+    if args.command == "token":
+        return _token(args)
+    if args.command == "bench":
+        from kefu_bench import messages as bench_messages
+
+        print(json.dumps(bench_messages.run(args.conversations, args.messages), indent=2))
+        return 0
+    return 2
+
+
+def _token(args) -> int:
+    from kefu import tokens
+
+    from . import config
+
+    try:
+        if args.kind == "visitor":
+            value = tokens.issue(config.signing_key(), kind="visitor", workspace=args.workspace,
+                                 subject=args.customer, name=args.name, tags=args.tag, ttl_s=args.ttl)
+        else:
+            value = tokens.issue(config.signing_key(), kind="agent", workspace=args.workspace,
+                                 subject=args.agent, ttl_s=args.ttl)
+    except ValueError as error:
+        print(f"kefu token: {error}", file=sys.stderr)
+        return 2
+    print(value)
+    return 0
+
+
+def _dev(args) -> int:
+    from kefu import tokens
+
+    from . import config
+    from .stack import LocalStack
+
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    print("kefu: starting the local stack (moto server, osmem-server, gateway)...", file=sys.stderr, flush=True)
+    stack = LocalStack(args.host, args.port, seed=not args.no_seed)
+    try:
+        stack.start()
+    except Exception as error:
+        print(f"kefu dev: could not start: {error}", file=sys.stderr)
+        return 1
+    try:
+        urls = stack.urls()
+        if not args.no_seed:
+            alice = tokens.issue(config.signing_key(), kind="agent", workspace="demo", subject="alice")
+            urls["agent"] = f"{stack.base_url}/agent.html#token={alice}"
+        if args.json:
+            print(json.dumps(urls), flush=True)
+        else:
+            print("kefu dev is up (Ctrl-C stops everything):", flush=True)
+            for name, url in urls.items():
+                print(f"  {name:<10} {url}", flush=True)
+        stop.wait()
+    finally:
+        print("kefu: stopping...", file=sys.stderr, flush=True)
+        stack.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,119 @@
+"""Runs the handlers in functions/ in-process, the way Lambda would: one module per function,
+imported once (cold start) and reused (warm), each call with a Lambda-like context.
+
+It also keeps the numbers the benchmarks need: invocations and handler CPU time per
+function, and AWS requests per service and operation (counted at botocore's client, so
+PynamoDB and boto3 calls alike).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+import threading
+import time
+from collections import Counter
+from pathlib import Path
+from types import ModuleType
+
+from kefu import schema
+
+from .events import LambdaContext
+
+
+class Stats:
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.reset()
+
+    def reset(self) -> None:
+        with self._lock:
+            self.invocations: Counter = Counter()
+            self.cpu_ms: Counter = Counter()
+            self.errors: Counter = Counter()
+            self.aws_requests: Counter = Counter()
+
+    def record_invocation(self, name: str, cpu_ms: float, failed: bool) -> None:
+        with self._lock:
+            self.invocations[name] += 1
+            self.cpu_ms[name] += cpu_ms
+            if failed:
+                self.errors[name] += 1
+
+    def record_request(self, service: str, operation: str) -> None:
+        with self._lock:
+            self.aws_requests[f"{service}.{operation}"] += 1
+
+    def snapshot(self) -> dict:
+        with self._lock:
+            return {
+                "invocations": dict(self.invocations),
+                "cpu_ms": {k: round(v, 3) for k, v in self.cpu_ms.items()},
+                "errors": dict(self.errors),
+                "aws_requests": dict(self.aws_requests),
+            }
+
+
+STATS = Stats()
+_counting_installed = False
+
+
+def install_request_counter() -> None:
+    """Count every AWS API call made in this process (botocore is under boto3 and PynamoDB)."""
+    global _counting_installed
+    if _counting_installed:
+        return
+    from botocore.client import BaseClient
+
+    original = BaseClient._make_api_call
+
+    def counted(self, operation_name, api_params):
+        STATS.record_request(self.meta.service_model.service_name, operation_name)
+        return original(self, operation_name, api_params)
+
+    BaseClient._make_api_call = counted
+    _counting_installed = True
+
+
+class HandlerError(Exception):
+    pass
+
+
+class LambdaRuntime:
+    def __init__(self, functions_dir: Path):
+        self.functions_dir = functions_dir
+        self._modules: dict[str, ModuleType] = {}
+        self._lock = threading.Lock()
+
+    def load_all(self) -> None:
+        for function in schema.FUNCTIONS:
+            self._module(function.name)
+
+    def _module(self, name: str) -> ModuleType:
+        module = self._modules.get(name)
+        if module is not None:
+            return module
+        with self._lock:
+            if name not in self._modules:
+                path = self.functions_dir / name / "handler.py"
+                spec = importlib.util.spec_from_file_location(f"kefu_function_{name}", path)
+                module = importlib.util.module_from_spec(spec)
+                sys.modules[spec.name] = module
+                spec.loader.exec_module(module)
+                self._modules[name] = module
+        return self._modules[name]
+
+    def invoke(self, name: str, event: dict):
+        """Call the function's handler; exceptions come back as HandlerError (as Lambda reports them)."""
+        function = schema.FUNCTIONS_BY_NAME[name]
+        module = self._module(name)
+        context = LambdaContext(name, function.memory_mb, function.timeout_s)
+        started = time.thread_time()
+        failed = False
+        try:
+            return module.handler(event, context)
+        except Exception as error:
+            failed = True
+            raise HandlerError(f"{type(error).__name__}: {error}") from error
+        finally:
+            STATS.record_invocation(name, (time.thread_time() - started) * 1000, failed)

@@ -1,0 +1,154 @@
+"""The AWS stand-ins of the local stack: moto server (DynamoDB + Streams, Step Functions with
+real execution, Secrets Manager) and osmem-server (OpenSearch API), as child processes that
+die with us, and the tables created from kefu.schema.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+from kefu import schema
+
+LOCAL_CREDENTIALS = {
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",
+    "AWS_SESSION_TOKEN": "testing",
+    "AWS_DEFAULT_REGION": "us-east-1",
+    "AWS_REGION": "us-east-1",
+}
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
+
+
+def _die_with_parent() -> None:
+    """Runs in the child before exec: SIGTERM it when the parent dies, however it dies."""
+    try:
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except OSError:
+        pass
+
+
+def _wait_http(url: str, timeout_s: float, proc: subprocess.Popen, name: str) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{name} exited with code {proc.returncode} while starting")
+        try:
+            with urllib.request.urlopen(url, timeout=1):
+                return
+        except OSError:
+            time.sleep(0.1)
+    raise RuntimeError(f"{name} did not answer at {url} within {timeout_s:.0f} s")
+
+
+class MotoServer:
+    def __init__(self, host: str = "127.0.0.1", port: int | None = None, log_file: Path | None = None):
+        self.host, self.port = host, port or free_port(host)
+        self.url = f"http://{self.host}:{self.port}"
+        self._log_file = log_file
+        self.proc: subprocess.Popen | None = None
+
+    def start(self) -> MotoServer:
+        out = open(self._log_file, "ab") if self._log_file else subprocess.DEVNULL
+        moto = Path(sys.executable).with_name("moto_server")
+        command = [str(moto)] if moto.exists() else [sys.executable, "-m", "moto.server"]
+        self.proc = subprocess.Popen(
+            [*command, "-H", self.host, "-p", str(self.port)],
+            stdout=out, stderr=subprocess.STDOUT, preexec_fn=_die_with_parent,
+            env={**os.environ, **LOCAL_CREDENTIALS},
+        )
+        _wait_http(f"{self.url}/moto-api/", 30, self.proc, "moto server")
+        # Step Functions: run state machines for real (Pass/Wait/Choice and DynamoDB tasks)
+        request = urllib.request.Request(
+            f"{self.url}/moto-api/config",
+            data=json.dumps({"stepfunctions": {"execute_state_machine": True}}).encode(),
+            headers={"Content-Type": "application/json"}, method="POST",
+        )
+        urllib.request.urlopen(request, timeout=5).close()
+        return self
+
+    def stop(self) -> None:
+        _stop(self.proc)
+
+
+class SearchServer:
+    """osmem-server: the OpenSearch API in memory."""
+
+    def __init__(self) -> None:
+        self.server = None
+        self.url = ""
+
+    def start(self) -> SearchServer:
+        from osmem_server import OsmemServer
+
+        self.server = OsmemServer.start(freeze=False)
+        self.url = self.server.url
+        return self
+
+    def stop(self) -> None:
+        if self.server is not None:
+            self.server.close()
+            self.server = None
+
+
+def _stop(proc: subprocess.Popen | None, grace_s: float = 5) -> None:
+    if proc is None or proc.poll() is not None:
+        return
+    proc.terminate()
+    try:
+        proc.wait(grace_s)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+def create_tables(dynamodb, tables=schema.TABLES.values()) -> None:
+    """The tables as the CDK stack defines them (same keys, indexes, streams, TTL)."""
+    existing = set(dynamodb.list_tables()["TableNames"])
+    for table in tables:
+        name = table.local_name
+        if name in existing:
+            continue
+        keys = [table.partition_key] + ([table.sort_key] if table.sort_key else [])
+        for index in table.indexes:
+            keys += [index.partition_key] + ([index.sort_key] if index.sort_key else [])
+        definitions = {k.name: k.type for k in keys}
+        spec = {
+            "TableName": name,
+            "BillingMode": "PAY_PER_REQUEST",
+            "AttributeDefinitions": [{"AttributeName": n, "AttributeType": t} for n, t in definitions.items()],
+            "KeySchema": _key_schema(table.partition_key, table.sort_key),
+        }
+        if table.indexes:
+            spec["GlobalSecondaryIndexes"] = [
+                {"IndexName": i.name, "KeySchema": _key_schema(i.partition_key, i.sort_key),
+                 "Projection": {"ProjectionType": "ALL"}}
+                for i in table.indexes
+            ]
+        if table.stream:
+            spec["StreamSpecification"] = {"StreamEnabled": True, "StreamViewType": table.stream}
+        dynamodb.create_table(**spec)
+        if table.ttl_attribute:
+            dynamodb.update_time_to_live(
+                TableName=name, TimeToLiveSpecification={"Enabled": True, "AttributeName": table.ttl_attribute}
+            )
+
+
+def _key_schema(partition: schema.Key, sort: schema.Key | None) -> list[dict]:
+    keys = [{"AttributeName": partition.name, "KeyType": "HASH"}]
+    if sort:
+        keys.append({"AttributeName": sort.name, "KeyType": "RANGE"})
+    return keys

@@ -1,0 +1,165 @@
+"""The whole local stack in one process tree: moto server and osmem-server as children, the
+gateway and the stream pollers in this process. Stopping it (or killing this process) stops
+everything."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import threading
+from pathlib import Path
+
+import boto3
+
+from kefu import schema
+
+from . import config
+from .gateway import Gateway
+from .runtime import STATS, LambdaRuntime, install_request_counter
+from .services import LOCAL_CREDENTIALS, MotoServer, SearchServer, create_tables, free_port
+from .streams import StreamPoller
+
+log = logging.getLogger("kefu.local")
+
+
+class LocalStack:
+    def __init__(self, host: str = "127.0.0.1", port: int = 8000, *, seed: bool = True,
+                 idle_timeout_s: float = schema.WS_IDLE_TIMEOUT_S, log_dir: Path | None = None):
+        self.host = host
+        self.port = port or free_port(host)
+        self.seed = seed
+        self.idle_timeout_s = idle_timeout_s
+        self.log_dir = log_dir or config.home() / "logs"
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        self.moto = MotoServer(host="127.0.0.1", log_file=self.log_dir / "moto.log")
+        self.search = SearchServer()
+        self.pollers: list[StreamPoller] = []
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._runner = None
+        self._thread: threading.Thread | None = None
+        self.gateway: Gateway | None = None
+
+    # URLs
+    @property
+    def base_url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    @property
+    def ws_url(self) -> str:
+        return f"ws://{self.host}:{self.port}/ws"
+
+    @property
+    def api_url(self) -> str:
+        return f"{self.base_url}/api"
+
+    def urls(self) -> dict:
+        return {
+            "websocket": self.ws_url,
+            "rest": self.api_url + "/",
+            "web": self.base_url + "/",
+            "customer": self.base_url + "/customer.html",
+            "agent": self.base_url + "/agent.html",
+            "dynamodb": self.moto.url,
+            "opensearch": self.search.url,
+        }
+
+    def client(self, service: str):
+        return boto3.client(service, endpoint_url=self.moto.url, region_name="us-east-1",
+                            aws_access_key_id="testing", aws_secret_access_key="testing")
+
+    def start(self) -> LocalStack:
+        try:
+            self._start()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def _start(self) -> None:
+        self.moto.start()
+        self.search.start()
+        os.environ.update(LOCAL_CREDENTIALS)
+        os.environ.update({
+            "AWS_ENDPOINT_URL": self.moto.url,
+            schema.ENV_WS_CALLBACK_URL: f"{self.base_url}/_aws/ws",
+            schema.ENV_JWT_SECRET_ID: schema.LOCAL_JWT_SECRET_NAME,
+            "KEFU_OPENSEARCH_URL": self.search.url,
+            "POWERTOOLS_SERVICE_NAME": "kefu",
+            "POWERTOOLS_LOG_LEVEL": os.environ.get("POWERTOOLS_LOG_LEVEL", "WARNING"),
+            **{table.env_var: table.local_name for table in schema.TABLES.values()},
+        })
+        dynamodb = self.client("dynamodb")
+        create_tables(dynamodb)
+        secrets = self.client("secretsmanager")
+        secrets.create_secret(Name=schema.LOCAL_JWT_SECRET_NAME, SecretString=config.signing_key())
+
+        install_request_counter()
+        runtime = LambdaRuntime(config.ROOT / "functions")
+        runtime.load_all()
+        if self.seed:
+            from kefu import wiring
+
+            from .seed import seed_demo
+
+            seed_demo(wiring.store())
+        self.gateway = Gateway(runtime, config.ROOT / "web", idle_timeout_s=self.idle_timeout_s)
+        self._serve()
+        streams = self.client("dynamodbstreams")
+        for function in schema.FUNCTIONS:
+            if function.stream_of:
+                poller = StreamPoller(runtime, function, dynamodb, streams)
+                poller.start()
+                self.pollers.append(poller)
+        STATS.reset()
+
+    def _serve(self) -> None:
+        from aiohttp import web
+
+        ready = threading.Event()
+        failure: list[BaseException] = []
+
+        def run() -> None:
+            loop = asyncio.new_event_loop()
+            self._loop = loop
+            asyncio.set_event_loop(loop)
+            try:
+                self._runner = web.AppRunner(self.gateway.app, handle_signals=False, access_log=None)
+                loop.run_until_complete(self._runner.setup())
+                site = web.TCPSite(self._runner, self.host, self.port, reuse_address=True)
+                loop.run_until_complete(site.start())
+            except BaseException as error:
+                failure.append(error)
+                ready.set()
+                return
+            ready.set()
+            loop.run_forever()
+
+        self._thread = threading.Thread(target=run, name="gateway", daemon=True)
+        self._thread.start()
+        ready.wait(30)
+        if failure:
+            raise RuntimeError(f"gateway could not listen on {self.host}:{self.port}: {failure[0]}")
+
+    def stop(self) -> None:
+        for poller in self.pollers:
+            poller.stop()
+        if self._loop is not None and self._runner is not None:
+            future = asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop)
+            try:
+                future.result(15)
+            except Exception as error:
+                log.warning("gateway shutdown: %s", error)
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            self._thread.join(10)
+            self._loop = None
+        if self.gateway is not None:
+            self.gateway.executor.shutdown(wait=False, cancel_futures=True)
+        self.search.stop()
+        self.moto.stop()
+
+    def __enter__(self) -> LocalStack:
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
