@@ -33,10 +33,15 @@ class StreamPoller(threading.Thread):
         table = schema.TABLES[self.function.stream_of]
         arn = self.dynamodb.describe_table(TableName=table.local_name)["Table"]["LatestStreamArn"]
         iterators: dict[str, str] = {}
+        shards: list[str] = []
+        next_describe = 0.0
         while not self.stopped.is_set():
             try:
-                for shard in self.streams.describe_stream(StreamArn=arn)["StreamDescription"]["Shards"]:
-                    shard_id = shard["ShardId"]
+                if time.monotonic() >= next_describe:  # new shards appear rarely; look every few seconds
+                    description = self.streams.describe_stream(StreamArn=arn)["StreamDescription"]
+                    shards = [s["ShardId"] for s in description["Shards"]]
+                    next_describe = time.monotonic() + 5
+                for shard_id in shards:
                     if shard_id not in iterators:
                         iterators[shard_id] = self.streams.get_shard_iterator(
                             StreamArn=arn, ShardId=shard_id, ShardIteratorType="TRIM_HORIZON"
