@@ -214,9 +214,9 @@ class Gateway:
             return web.Response(status=200)
         if request.method == "GET":
             return web.json_response({
-                "ConnectedAt": _iso(connection.connected_at),
-                "Identity": {"SourceIp": connection.source_ip, "UserAgent": connection.user_agent},
-                "LastActiveAt": _iso(connection.last_active),
+                "connectedAt": _iso(connection.connected_at),
+                "identity": {"sourceIp": connection.source_ip, "userAgent": connection.user_agent},
+                "lastActiveAt": _iso(connection.last_active),
             })
         if request.method == "DELETE":
             await connection.socket.close(code=1000, message=b"")
