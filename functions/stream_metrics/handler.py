@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections import Counter
 
 from aws_lambda_powertools.utilities.data_classes import DynamoDBStreamEvent, event_source
+from aws_lambda_powertools.utilities.data_classes.dynamo_db_stream_event import DynamoDBRecordEventName
 
 from kefu import metrics, wiring
 from kefu.websocket import logger
@@ -20,7 +21,7 @@ store = wiring.metrics_store()
 def handler(event: DynamoDBStreamEvent, context):
     counts: Counter = Counter()
     for record in event.records:
-        if record.event_name is None or record.event_name.value != "INSERT" or record.dynamodb is None:
+        if record.event_name is not DynamoDBRecordEventName.INSERT or record.dynamodb is None:
             continue
         counts.update(metrics.counters_for(record.dynamodb.new_image or {}))
     store.add_counters(counts)
