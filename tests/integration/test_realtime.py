@@ -293,3 +293,14 @@ def test_disconnect_takes_the_agent_offline(world, store):
     while store.get_agent(world.workspace, "agent-1").presence != "offline":
         assert time.monotonic() < deadline, "agent still online after disconnect"
         time.sleep(0.05)
+
+
+def test_inbox_after_reconnect(world):
+    world.agent("agent-1")
+    agent = world.agent_socket("agent-1")
+    customer = world.customer("cust-1", name="王小明")
+    conversation_id = open_conversation(world, customer, agent)
+    agent.close()
+    again = world.agent_socket("agent-1")
+    inbox = again.request({"action": "inbox"}, type="inbox")
+    assert [(c["conversationId"], c["customer"]["name"]) for c in inbox["conversations"]] == [(conversation_id, "王小明")]

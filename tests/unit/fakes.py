@@ -79,7 +79,7 @@ class MemoryStore:
 
     def open_conversations_of_agent(self, workspace, agent_id):
         self._call()
-        return [c.id for (ws, _), c in self.conversations.items()
+        return [replace(c) for (ws, _), c in self.conversations.items()
                 if ws == workspace and c.agent_id == agent_id and c.status != "closed"]
 
     def get_conversation(self, workspace, conversation_id):

@@ -198,3 +198,13 @@ def test_reconnecting_agent_is_attached_to_open_conversations(world):
     service.connect(ALICE, "a2")
     service.send_message(CUSTOMER, "c1", msg("back?", "m3", conversation_id))
     assert notifier.frames("a2", "message")[-1]["text"] == "back?"
+
+
+def test_inbox_lists_open_conversations(world):
+    _, _, service = world
+    conversation_id = open_with_alice(service)
+    mine = service.inbox(ALICE)["conversations"]
+    assert [c["conversationId"] for c in mine] == [conversation_id]
+    assert mine[0]["customer"]["name"] == "Zhang" and mine[0]["lastSeq"] == 2
+    assert service.inbox(CUSTOMER)["conversations"][0]["conversationId"] == conversation_id
+    assert service.inbox(BOB)["conversations"] == [] and service.inbox(OTHER_CUSTOMER)["conversations"] == []

@@ -37,7 +37,7 @@ class ConversationService:
             conversation_ids = [open_id] if open_id else []
         else:
             self.store.agent_connections_changed(who.workspace, who.id, +1)
-            conversation_ids = self.store.open_conversations_of_agent(who.workspace, who.id)
+            conversation_ids = [c.id for c in self.store.open_conversations_of_agent(who.workspace, who.id)]
         self.store.add_connection(who, connection_id, conversation_ids)
 
     def disconnect(self, who: Principal, connection_id: str) -> None:
@@ -105,6 +105,16 @@ class ConversationService:
             "hasMore": has_more,
             "status": conversation.status,
         }
+
+    def inbox(self, who: Principal) -> dict:
+        """The caller's open conversations: an agent's assigned ones, a customer's open one."""
+        if who.role == "agent":
+            conversations = self.store.open_conversations_of_agent(who.workspace, who.id)
+        else:
+            open_id = self.store.open_conversation_id(who.workspace, who.id)
+            found = self.store.get_conversation(who.workspace, open_id) if open_id else None
+            conversations = [found] if found else []
+        return {"type": "inbox", "conversations": [_summary(c) for c in conversations]}
 
     def post_system_message(self, conversation: Conversation, text: str) -> Message:
         """A message from kefu itself (someone joined, a transfer), stored and sequenced like any other."""
@@ -272,6 +282,18 @@ def _ack(message: Message) -> dict:
         "conversationId": message.conversation_id,
         "seq": message.seq,
         "createdAt": message.created_at,
+    }
+
+
+def _summary(conversation: Conversation) -> dict:
+    return {
+        "conversationId": conversation.id,
+        "status": conversation.status,
+        "customer": conversation.customer(),
+        "agent": {"id": conversation.agent_id, "name": conversation.agent_name} if conversation.agent_id else None,
+        "lastSeq": conversation.last_seq,
+        "openedAt": conversation.opened_at,
+        "channel": conversation.channel,
     }
 
 

@@ -45,6 +45,10 @@ class SyncFrame(_Frame):
     limit: int = Field(default=SYNC_PAGE, ge=1, le=SYNC_PAGE)
 
 
+class InboxFrame(_Frame):
+    action: Literal["inbox"]
+
+
 class RouteFrame(_Frame):
     action: Literal["route"]
     conversationId: Id
@@ -72,6 +76,7 @@ FRAMES: dict[str, type[_Frame]] = {
     "message": MessageFrame,
     "typing": TypingFrame,
     "sync": SyncFrame,
+    "inbox": InboxFrame,
     "route": RouteFrame,
     "handoff": HandoffFrame,
 }

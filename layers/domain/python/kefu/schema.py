@@ -146,8 +146,8 @@ FUNCTIONS: tuple[Function, ...] = (
     ),
     Function(
         "ws_sync",
-        "Returns the messages after a sequence number",
-        route_keys=("sync",),
+        "Returns the messages after a sequence number, and the caller's open conversations",
+        route_keys=("sync", "inbox"),
         reads=("Conversations",),
     ),
     Function(

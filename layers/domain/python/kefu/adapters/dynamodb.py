@@ -352,9 +352,9 @@ class DynamoStore:
                     return self.create_conversation(conversation, live)
             raise
 
-    def open_conversations_of_agent(self, workspace: str, agent_id: str) -> list[str]:
+    def open_conversations_of_agent(self, workspace: str, agent_id: str) -> list[Conversation]:
         items = ConversationItem.by_agent.query(f"{workspace}#{agent_id}")
-        return [i.conversationId for i in items if isinstance(i, MetaItem)]
+        return [i.domain() for i in items if isinstance(i, MetaItem) and i.status != "closed"]
 
     def get_conversation(self, workspace: str, conversation_id: str) -> Conversation | None:
         item = _get(MetaItem, conv_pk(workspace, conversation_id), "META")
