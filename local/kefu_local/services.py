@@ -63,10 +63,8 @@ class MotoServer:
 
     def start(self) -> MotoServer:
         out = open(self._log_file, "ab") if self._log_file else subprocess.DEVNULL
-        moto = Path(sys.executable).with_name("moto_server")
-        command = [str(moto)] if moto.exists() else [sys.executable, "-m", "moto.server"]
         self.proc = subprocess.Popen(
-            [*command, "-H", self.host, "-p", str(self.port)],
+            [sys.executable, "-m", "kefu_local.moto_server", self.host, str(self.port)],
             stdout=out, stderr=subprocess.STDOUT, preexec_fn=_die_with_parent,
             env={**os.environ, **LOCAL_CREDENTIALS},
         )

@@ -32,7 +32,7 @@ class StreamPoller(threading.Thread):
     def run(self) -> None:
         table = schema.TABLES[self.function.stream_of]
         arn = self.dynamodb.describe_table(TableName=table.local_name)["Table"]["LatestStreamArn"]
-        iterators: dict[str, str] = {}
+        positions: dict[str, str] = {}  # shard id -> last delivered sequence number
         shards: list[str] = []
         next_describe = 0.0
         while not self.stopped.is_set():
@@ -42,17 +42,23 @@ class StreamPoller(threading.Thread):
                     shards = [s["ShardId"] for s in description["Shards"]]
                     next_describe = time.monotonic() + 5
                 for shard_id in shards:
-                    if shard_id not in iterators:
-                        iterators[shard_id] = self.streams.get_shard_iterator(
-                            StreamArn=arn, ShardId=shard_id, ShardIteratorType="TRIM_HORIZON"
-                        )["ShardIterator"]
-                    iterators[shard_id] = self._drain(arn, iterators[shard_id])
+                    # A fresh iterator from our own checkpoint each round (like the service, which keeps
+                    # the position, not the iterator): moto swaps its shard objects when it rolls back a
+                    # cancelled transaction, and an old iterator would go on reading the discarded shard.
+                    start = {"ShardIteratorType": "TRIM_HORIZON"}
+                    if shard_id in positions:
+                        start = {"ShardIteratorType": "AFTER_SEQUENCE_NUMBER", "SequenceNumber": positions[shard_id]}
+                    iterator = self.streams.get_shard_iterator(StreamArn=arn, ShardId=shard_id, **start)["ShardIterator"]
+                    last = self._drain(arn, iterator)
+                    if last:
+                        positions[shard_id] = last
             except Exception as error:  # keep polling through transient faults, as the service does
                 if not self.stopped.is_set():
                     log.warning("stream poll failed: %s", error)
             self.stopped.wait(self.interval_s)
 
-    def _drain(self, arn: str, iterator: str) -> str:
+    def _drain(self, arn: str, iterator: str) -> str | None:
+        """Deliver one batch; the sequence number of its last record, or None when there was none."""
         response = self.streams.get_records(ShardIterator=iterator, Limit=BATCH_SIZE)
         records = response.get("Records", [])
         if records:
@@ -62,7 +68,8 @@ class StreamPoller(threading.Thread):
                 if hasattr(dynamodb.get("ApproximateCreationDateTime"), "timestamp"):
                     dynamodb["ApproximateCreationDateTime"] = int(dynamodb["ApproximateCreationDateTime"].timestamp())
             self._deliver(records)
-        return response.get("NextShardIterator") or iterator
+            return records[-1]["dynamodb"]["SequenceNumber"]
+        return None
 
     def _deliver(self, records: list[dict]) -> None:
         batch = records

@@ -304,3 +304,22 @@ def test_inbox_after_reconnect(world):
     again = world.agent_socket("agent-1")
     inbox = again.request({"action": "inbox"}, type="inbox")
     assert [(c["conversationId"], c["customer"]["name"]) for c in inbox["conversations"]] == [(conversation_id, "王小明")]
+
+
+def test_concurrent_senders_get_unique_contiguous_seqs(world):
+    world.agent("agent-1")
+    agent = world.agent_socket("agent-1")
+    tab1, tab2 = world.customer("cust-1"), world.customer("cust-1")
+    conversation_id = open_conversation(world, tab1, agent)
+    senders = {"a": agent, "t1": tab1, "t2": tab2}
+    for i in range(8):  # fire without waiting: the gateway runs these concurrently, as Lambda would
+        for name, socket in senders.items():
+            socket.send({"action": "message", "conversationId": conversation_id, "clientMessageId": f"{name}-{i}",
+                         "text": f"{name} {i}"})
+    seqs = []
+    for name, socket in senders.items():
+        for i in range(8):
+            seqs.append(socket.expect(type="ack", clientMessageId=f"{name}-{i}", timeout=30)["seq"])
+    assert sorted(seqs) == list(range(min(seqs), min(seqs) + 24))
+    history = agent.request({"action": "sync", "conversationId": conversation_id, "afterSeq": 0}, type="sync")
+    assert [m["seq"] for m in history["messages"]] == list(range(1, max(seqs) + 1))

@@ -94,6 +94,6 @@ def test_stream_handler_aggregates_counters(world, stack):
             totals[name] = totals.get(name, 0) + value
         if totals.get("messages.customer") == 4 and totals.get("conversations.opened") == 1:
             break
-        assert time.monotonic() < deadline, f"counters did not arrive: {totals}"
+        assert time.monotonic() < deadline, f"counters did not arrive: {totals} {[(p.delivered, p.is_alive()) for p in stack.pollers]} {counters}"
         time.sleep(0.2)
     assert totals["messages.system"] == 1

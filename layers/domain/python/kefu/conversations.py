@@ -8,17 +8,19 @@ workspace or conversations with the same NotFound an unknown id gets.
 from __future__ import annotations
 
 import logging
+import random
+import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Iterable
 
 from . import frames
-from .errors import ConversationClosed, Forbidden, InvalidFrame, NoAgentAvailable, NotFound
+from .errors import Busy, ConversationClosed, Forbidden, InvalidFrame, NoAgentAvailable, NotFound
 from .models import Agent, ConnectionRef, Conversation, Message, Principal, new_id, now_iso
 from .ports import AssignConflict, ConversationAlreadyOpen, DuplicateMessage, Notifier, SeqConflict, Store
 
 log = logging.getLogger(__name__)
 
-MAX_SEQ_RETRIES = 8
+MAX_SEQ_RETRIES = 30  # each lost race means another writer won: progress is guaranteed
 HISTORY_ON_ASSIGN = 200
 SYSTEM = {"role": "system", "id": "system", "name": "kefu"}
 
@@ -58,7 +60,7 @@ class ConversationService:
                 raise InvalidFrame("conversationId is required", client_message_id=frame.clientMessageId)
             conversation_id, opened = self._open_conversation(who)
 
-        for _ in range(MAX_SEQ_RETRIES):
+        for attempt in range(MAX_SEQ_RETRIES):
             conversation, connections = self.store.load_for_fanout(who.workspace, conversation_id)
             self._check_can_write(who, conversation, frame.clientMessageId)
             message = Message(
@@ -76,9 +78,10 @@ class ConversationService:
                 original = self.store.find_message(who.workspace, conversation.id, who.key, frame.clientMessageId)
                 return _ack(original or message)
             except SeqConflict:
-                continue
+                _backoff(attempt)
         else:
-            raise RuntimeError("could not allocate a sequence number")  # only under extreme contention
+            raise Busy("too many messages at once; resend with the same clientMessageId",
+                       client_message_id=frame.clientMessageId)
 
         self._fan_out(conversation, connections, message.frame(), exclude=connection_id)
         if opened is not None:
@@ -118,16 +121,17 @@ class ConversationService:
 
     def post_system_message(self, conversation: Conversation, text: str) -> Message:
         """A message from kefu itself (someone joined, a transfer), stored and sequenced like any other."""
-        for _ in range(MAX_SEQ_RETRIES):
+        for attempt in range(MAX_SEQ_RETRIES):
             fresh, connections = self.store.load_for_fanout(conversation.workspace, conversation.id)
             message = Message(conversation.id, fresh.last_seq + 1, new_id("sys"), SYSTEM, text, now_iso())
             try:
                 self.store.append_message(fresh, message, "system")
             except SeqConflict:
+                _backoff(attempt)
                 continue
             self._fan_out(fresh, connections, message.frame())
             return message
-        raise RuntimeError("could not allocate a sequence number")
+        raise Busy("could not post the system message; the conversation is very busy")
 
     # ------------------------------------------------------------ routing (simple; see issue 3)
 
@@ -273,6 +277,11 @@ class ConversationService:
         if len(targets) <= 1 or self._pool is None:
             return [self.notifier.send(c.connection_id, frame) for c in targets]
         return list(self._pool.map(lambda c: self.notifier.send(c.connection_id, frame), targets))
+
+
+def _backoff(attempt: int) -> None:
+    """Full jitter, capped: spreads racing writers apart without slowing the common case."""
+    time.sleep(random.uniform(0, min(0.1, 0.002 * 2**attempt)))
 
 
 def _ack(message: Message) -> dict:

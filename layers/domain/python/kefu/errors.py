@@ -47,5 +47,11 @@ class Conflict(KefuError):
     code = "conflict"
 
 
+class Busy(KefuError):
+    """Retryable: too many writers at once. Resending with the same clientMessageId is safe."""
+
+    code = "busy"
+
+
 class Unauthorized(KefuError):
     code = "unauthorized"

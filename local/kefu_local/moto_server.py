@@ -1,0 +1,109 @@
+"""moto server, as `moto_server` runs it, plus one fidelity fix: DynamoDB writes are atomic.
+
+moto applies a conditional write or a transaction in several steps without a lock, so two
+concurrent TransactWriteItems can both pass their conditions (we saw two messages get the
+same seq). Real DynamoDB serialises them. Here every DynamoDB write request holds one lock;
+reads stay concurrent, as real DynamoDB's per-item consistency allows. Stream reads take the
+lock too: a cancelled transaction is rolled back by restoring a copy of the tables, and a
+stream reader must not see the records of a write that is about to be undone.
+
+Run: python -m kefu_local.moto_server HOST PORT
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import signal
+import sys
+import threading
+import types
+
+from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
+from werkzeug.serving import run_simple
+
+DYNAMODB_WRITES = {
+    "PutItem", "UpdateItem", "DeleteItem", "BatchWriteItem", "TransactWriteItems", "TransactGetItems",
+}
+
+
+class AtomicDynamoDBWrites:
+    def __init__(self, app):
+        self.app = app
+        self.lock = threading.Lock()
+
+    def __call__(self, environ, start_response):
+        target = environ.get("HTTP_X_AMZ_TARGET", "")
+        if (target.startswith("DynamoDB_") and target.rsplit(".", 1)[-1] in DYNAMODB_WRITES) or target.startswith(
+            "DynamoDBStreams_"
+        ):
+            with self.lock:
+                # consume the whole response inside the lock: moto computes it lazily
+                return list(self.app(environ, start_response))
+        return self.app(environ, start_response)
+
+
+def cheap_transactions() -> None:
+    """moto deep-copies every table a transaction touches, for rollback: O(table size) per write,
+    which made each message slower as the tables grew. Instead, check every condition first
+    (nothing is written when one fails, as in DynamoDB) and skip the table copy; under the
+    write lock the conditions still hold when moto applies the writes. A request that fails
+    validation halfway could leave a partial write here; our adapters send none."""
+    import moto.dynamodb.models as models
+    from moto.dynamodb.comparisons import get_filter_expression
+    from moto.dynamodb.exceptions import TransactionCanceledException
+    from moto.dynamodb.models.table import Table
+
+    models.copy = types.SimpleNamespace(
+        deepcopy=lambda value, memo=None: value if isinstance(value, Table) else copy.deepcopy(value, memo),
+        copy=copy.copy,
+    )
+    original = models.DynamoDBBackend.transact_write_items
+
+    def transact_write_items(self, transact_items):
+        reasons, failed = [], False
+        for entry in transact_items:
+            try:
+                op_type, op = next(iter(entry.items()))
+                condition = op.get("ConditionExpression")
+                if condition is None:
+                    reasons.append((None, None, None))
+                    continue
+                table = self.get_table(op["TableName"])
+                if op_type == "Put":
+                    key = {table.hash_key_attr: op["Item"][table.hash_key_attr]}
+                    if table.range_key_attr is not None:
+                        key[table.range_key_attr] = op["Item"][table.range_key_attr]
+                else:
+                    key = op["Key"]
+                current = self.get_item(op["TableName"], key)
+                check = get_filter_expression(condition, op.get("ExpressionAttributeNames"),
+                                              op.get("ExpressionAttributeValues"))
+                if check.expr(current):
+                    reasons.append((None, None, None))
+                    continue
+                old = None
+                if op.get("ReturnValuesOnConditionCheckFailure") == "ALL_OLD" and current:
+                    old = current.to_json()["Attributes"]
+                reasons.append(("ConditionalCheckFailed", "The conditional request failed", old))
+                failed = True
+            except Exception:
+                return original(self, transact_items)  # let moto answer malformed requests its own way
+        if failed:
+            raise TransactionCanceledException(reasons)
+        return original(self, transact_items)
+
+    models.DynamoDBBackend.transact_write_items = transact_write_items
+
+
+def main() -> None:
+    host, port = sys.argv[1], int(sys.argv[2])
+    os.environ.setdefault("MOTO_PORT", str(port))
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    cheap_transactions()
+    app = DomainDispatcherApplication(create_backend_app)
+    run_simple(host, port, AtomicDynamoDBWrites(app), threaded=True, request_handler=MotoRequestHandler)
+
+
+if __name__ == "__main__":
+    main()
