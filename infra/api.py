@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from aws_cdk import Acknowledgment, Validations
+from aws_cdk import Acknowledgment, Duration, Validations
 from aws_cdk import aws_apigateway as apigw
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
@@ -28,21 +28,19 @@ class RestApi(Construct):
         super().__init__(scope, construct_id)
 
         self.access_logs = logs.LogGroup(self, "AccessLogs", retention=logs.RetentionDays.ONE_MONTH)
-        self.api = apigw.LambdaRestApi(
+        self.api = apigw.RestApi(
             self,
             "Api",
             description=f"kefu REST API ({schema.REST_FUNCTION} function, API keys)",
-            handler=handler,
-            proxy=True,
             cloud_watch_role=False,  # the account-level role is managed by ApiGatewayLogging
             endpoint_types=[apigw.EndpointType.REGIONAL],
-            default_method_options=apigw.MethodOptions(
-                api_key_required=True,
-                request_validator_options=apigw.RequestValidatorOptions(
-                    request_validator_name="parameters",
-                    validate_request_parameters=True,
-                    validate_request_body=False,  # bodies are validated by the handler (pydantic, 422)
-                ),
+            # Browser preflights (the widget mints visitor tokens here) carry no API key:
+            # OPTIONS is answered by a MOCK integration without key or Lambda.
+            default_cors_preflight_options=apigw.CorsOptions(
+                allow_origins=self.node.try_get_context("kefu:corsOrigins") or apigw.Cors.ALL_ORIGINS,
+                allow_methods=apigw.Cors.ALL_METHODS,
+                allow_headers=["Content-Type", "Authorization", "X-Api-Key", "Idempotency-Key"],
+                max_age=Duration.hours(1),
             ),
             deploy_options=apigw.StageOptions(
                 stage_name=schema.REST_STAGE,
@@ -66,6 +64,16 @@ class RestApi(Construct):
                 throttling_burst_limit=STAGE_BURST_LIMIT,
             ),
         )
+        # Basic validation at the edge (required query strings / headers when a method
+        # declares them); bodies are validated by the handler (pydantic, 422 with locations).
+        self.validator = self.api.add_request_validator(
+            "Validator", validate_request_parameters=True, validate_request_body=True
+        )
+        integration = apigw.LambdaIntegration(handler, proxy=True)
+        proxy = self.api.root.add_proxy(any_method=False)
+        for resource in (self.api.root, proxy):
+            resource.add_method("ANY", integration, api_key_required=True, request_validator=self.validator)
+
         if logging_ready is not None:
             self.api.deployment_stage.node.add_dependency(logging_ready)
 
@@ -83,8 +91,9 @@ class RestApi(Construct):
             Acknowledgment(
                 id="AwsSolutions-APIG4",
                 reason=(
-                    "Every method requires an API key (usage plan) and the api function verifies "
-                    "the caller's kefu token itself; a gateway authorizer would check the same token twice."
+                    "Every method but the CORS preflight (a MOCK answer) requires an API key "
+                    "(usage plan), and the api function verifies the caller's kefu bearer token "
+                    "itself; a gateway authorizer would check the same token twice."
                 ),
             ),
             Acknowledgment(

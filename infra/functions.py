@@ -164,7 +164,7 @@ class Functions(Construct):
             if spec.stream_of:
                 self._consume_stream(spec, function, role, tables[spec.stream_of], key)
 
-            self._acknowledge(spec, function, role)
+            self._acknowledge(spec, role, manage_connections_arn)
             self.functions[spec.name] = function
             self.roles[spec.name] = role
             self.log_groups[spec.name] = log_group
@@ -250,7 +250,14 @@ class Functions(Construct):
                 sid="StreamKey",
                 actions=["kms:Decrypt"],
                 resources=[key.key_arn],
-                conditions=via_service("dynamodb"),
+                conditions={
+                    "StringEquals": {
+                        "kms:ViaService": [
+                            f"dynamodb.{Aws.REGION}.amazonaws.com",
+                            f"streams.dynamodb.{Aws.REGION}.amazonaws.com",
+                        ]
+                    }
+                },
             )
         )
         role.add_to_principal_policy(
@@ -285,17 +292,45 @@ class Functions(Construct):
     # --------------------------------------------------------- acknowledgments
 
     @staticmethod
-    def _acknowledge(spec: schema.Function, function: lambda_.Function, role: iam.Role) -> None:
-        wildcard_reasons = ["X-Ray PutTraceSegments/PutTelemetryRecords (active tracing) support no resource-level permissions"]
+    def _acknowledge(spec: schema.Function, role: iam.Role, manage_connections_arn: str) -> None:
+        wildcard_reasons = [
+            "X-Ray PutTraceSegments/PutTelemetryRecords (active tracing) support no resource-level permissions"
+        ]
         if spec.stream_of:
-            wildcard_reasons.append("dynamodb:ListStreams, which the stream event source mapping needs, supports none either")
+            wildcard_reasons.append(
+                "dynamodb:ListStreams, which the stream event source mapping needs, supports none either"
+            )
         Validations.of(role).acknowledge(
             Acknowledgment(id="AwsSolutions-IAM5[Resource::*]", reason="; ".join(wildcard_reasons) + ".")
         )
         if spec.manage_connections:
             Validations.of(role).acknowledge(
                 Acknowledgment(
-                    id=f"AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:execute-api:<AWS::Region>:<AWS::AccountId>:<{{API}}>/{schema.WS_STAGE}/*/@connections/*]",
-                    reason="Connection ids are created at run time: the grant is every @connections call on this one stage.",
+                    id=f"AwsSolutions-IAM5[Resource::{nag_resource(role, manage_connections_arn)}]",
+                    reason=(
+                        "Connection ids exist only at run time: the grant is @connections "
+                        f"(PostToConnection, GetConnection, DeleteConnection) on the {schema.WS_STAGE} stage "
+                        "of this one WebSocket API."
+                    ),
                 )
             )
+
+
+def nag_resource(scope: Construct, value: str) -> str:
+    """A resource string as cdk-nag's IAM5 finding spells it (pseudo parameters and
+    references written ``<AWS::Region>`` / ``<LogicalId>`` / ``<LogicalId.Attr>``)."""
+    resolved = Stack.of(scope).resolve(value)
+
+    def render(part) -> str:
+        if isinstance(part, str):
+            return part
+        if isinstance(part, dict) and "Ref" in part:
+            return f"<{part['Ref']}>"
+        if isinstance(part, dict) and "Fn::GetAtt" in part:
+            return "<" + ".".join(part["Fn::GetAtt"]) + ">"
+        if isinstance(part, dict) and "Fn::Join" in part:
+            separator, parts = part["Fn::Join"]
+            return separator.join(render(p) for p in parts)
+        raise ValueError(f"cannot render {part!r}")
+
+    return render(resolved)

@@ -137,12 +137,3 @@ class Realtime(Construct):
                         ),
                     ),
                 )
-            Validations.of(route).acknowledge(
-                Acknowledgment(
-                    id="AwsSolutions-COG4",
-                    reason=(
-                        f"WebSocket route {route_key}: visitors are anonymous and agents sign in "
-                        "with kefu tokens checked by the Lambda authorizer, not a Cognito user pool."
-                    ),
-                ),
-            )

@@ -101,7 +101,7 @@ class Search(Construct):
                 }
             ],
         }
-        cfn_domain.add_dependency(log_policy.node.default_child)
+        self.domain.node.add_dependency(log_policy)
 
         for rule, reason in (
             (

@@ -2,13 +2,20 @@
 
 ``web/`` is uploaded by a BucketDeployment (a CDK-provided Python Lambda with the AWS
 CLI layer; no Docker needed at synth) and CloudFront is invalidated on change.
+
+A custom domain is optional: context ``kefu:webDomainName`` plus
+``kefu:webCertificateArn`` (an ACM certificate in us-east-1) attach it, and only then
+does the minimum TLS policy (TLSv1.2_2021) apply: the default *.cloudfront.net
+certificate has a fixed policy.
 """
 
 from __future__ import annotations
 
-from aws_cdk import Acknowledgment, Duration, RemovalPolicy, Validations
+from aws_cdk import Acknowledgment, DefaultStackSynthesizer, Duration, RemovalPolicy, Stack, Validations
+from aws_cdk import aws_certificatemanager as acm
 from aws_cdk import aws_cloudfront as cloudfront
 from aws_cdk import aws_cloudfront_origins as origins
+from aws_cdk import aws_iam as iam
 from aws_cdk import aws_logs as logs
 from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_s3_deployment as s3deploy
@@ -55,6 +62,18 @@ class Web(Construct):
             removal_policy=RemovalPolicy.RETAIN,
         )
 
+        domain_name = self.node.try_get_context("kefu:webDomainName")
+        certificate_arn = self.node.try_get_context("kefu:webCertificateArn")
+        if bool(domain_name) != bool(certificate_arn):
+            raise ValueError("set both kefu:webDomainName and kefu:webCertificateArn, or neither")
+        custom_domain = {}
+        if domain_name:
+            custom_domain = {
+                "domain_names": [domain_name],
+                "certificate": acm.Certificate.from_certificate_arn(self, "Certificate", certificate_arn),
+                "minimum_protocol_version": cloudfront.SecurityPolicyProtocol.TLS_V1_2_2021,
+            }
+
         self.distribution = cloudfront.Distribution(
             self,
             "Distribution",
@@ -67,14 +86,14 @@ class Web(Construct):
                 response_headers_policy=cloudfront.ResponseHeadersPolicy.SECURITY_HEADERS,
                 compress=True,
             ),
-            minimum_protocol_version=cloudfront.SecurityPolicyProtocol.TLS_V1_2_2021,
             http_version=cloudfront.HttpVersion.HTTP2_AND_3,
             price_class=cloudfront.PriceClass.PRICE_CLASS_100,
             enable_logging=True,
             log_bucket=self.log_bucket,
             log_file_prefix="cloudfront/",
+            **custom_domain,
         )
-        for rule, reason in (
+        acknowledgments = [
             (
                 "AwsSolutions-CFR1",
                 "Customers and agents are worldwide; no country is blocked.",
@@ -84,24 +103,76 @@ class Web(Construct):
                 "Static, public assets only (no API behind CloudFront); a WAF web ACL would add "
                 "cost without protecting data.",
             ),
-            (
-                "AwsSolutions-CFR4",
-                "No custom domain yet, so viewers get the default *.cloudfront.net certificate, "
-                "whose TLS policy cannot be set; minimum_protocol_version TLSv1.2_2021 applies "
-                "as soon as a certificate is attached.",
-            ),
-        ):
+        ]
+        if not domain_name:
+            acknowledgments.append(
+                (
+                    "AwsSolutions-CFR4",
+                    "No custom domain configured, so viewers get the default *.cloudfront.net "
+                    "certificate, whose TLS policy is fixed; set kefu:webDomainName and "
+                    "kefu:webCertificateArn to enforce TLSv1.2_2021.",
+                )
+            )
+        for rule, reason in acknowledgments:
             Validations.of(self.distribution).acknowledge(Acknowledgment(id=rule, reason=reason))
 
         self.deployment = None
         if deploy_content:
-            self.deployment = s3deploy.BucketDeployment(
-                self,
-                "Content",
-                sources=[s3deploy.Source.asset(str(ROOT / "web"), exclude=["**/node_modules", "**/.DS_Store"])],
-                destination_bucket=self.bucket,
-                distribution=self.distribution,
-                distribution_paths=["/*"],
-                memory_limit=256,
-                log_group=logs.LogGroup(self, "ContentDeploymentLogs", retention=logs.RetentionDays.ONE_MONTH),
+            self._deploy_content()
+
+    def _deploy_content(self) -> None:
+        deployment_logs = logs.LogGroup(self, "ContentDeploymentLogs", retention=logs.RetentionDays.ONE_MONTH)
+        # Own role: the default one carries the AWS managed AWSLambdaBasicExecutionRole.
+        role = iam.Role(
+            self,
+            "ContentDeploymentRole",
+            assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"),
+            description="kefu: BucketDeployment of web/ (CDK-provided Lambda)",
+        )
+        deployment_logs.grant_write(role)
+        self.deployment = s3deploy.BucketDeployment(
+            self,
+            "Content",
+            sources=[s3deploy.Source.asset(str(ROOT / "web"), exclude=["**/node_modules", "**/.DS_Store"])],
+            destination_bucket=self.bucket,
+            distribution=self.distribution,
+            distribution_paths=["/*"],
+            memory_limit=256,
+            role=role,
+            log_group=deployment_logs,
+        )
+        qualifier = (
+            self.node.try_get_context("@aws-cdk/core:bootstrapQualifier") or DefaultStackSynthesizer.DEFAULT_QUALIFIER
+        )
+        asset_bucket = f"arn:<AWS::Partition>:s3:::cdk-{qualifier}-assets-<AWS::AccountId>-<AWS::Region>/*"
+        web_bucket = f"<{Stack.of(self).get_logical_id(self.bucket.node.default_child)}.Arn>/*"
+        for finding, reason in (
+            ("Action::s3:GetBucket*", "aws-cdk-lib's BucketDeployment grant (read the staged web/ asset)."),
+            ("Action::s3:GetObject*", "aws-cdk-lib's BucketDeployment grant (read the asset, write the web bucket)."),
+            ("Action::s3:List*", "aws-cdk-lib's BucketDeployment grant (aws s3 sync lists both buckets)."),
+            ("Action::s3:Abort*", "aws-cdk-lib's BucketDeployment grant (multipart uploads into the web bucket)."),
+            ("Action::s3:DeleteObject*", "aws-cdk-lib's BucketDeployment grant (prune files removed from web/)."),
+            (
+                f"Resource::{asset_bucket}",
+                "The CDK bootstrap asset bucket: asset object keys are content hashes known only at deploy time.",
+            ),
+            (
+                f"Resource::{web_bucket}",
+                "Every object of the web bucket: the deployment syncs the whole web/ folder.",
+            ),
+            (
+                "Resource::*",
+                "cloudfront:CreateInvalidation/GetInvalidation (invalidate after upload) are granted on * "
+                "by aws-cdk-lib's BucketDeployment.",
+            ),
+        ):
+            Validations.of(role).acknowledge(Acknowledgment(id=f"AwsSolutions-IAM5[{finding}]", reason=reason))
+        provider = Stack.of(self).node.try_find_child(
+            next(c.node.id for c in Stack.of(self).node.children if c.node.id.startswith("Custom::CDKBucketDeployment"))
+        )
+        Validations.of(provider).acknowledge(
+            Acknowledgment(
+                id="AwsSolutions-L1",
+                reason="The BucketDeployment handler and its runtime are provided and pinned by aws-cdk-lib.",
             )
+        )

@@ -1,0 +1,80 @@
+"""KefuStack: every construct of the production architecture, wired from kefu.schema."""
+
+from __future__ import annotations
+
+from aws_cdk import CfnOutput, Stack
+from constructs import Construct
+from kefu import schema
+
+from infra.api import RestApi
+from infra.data import Data
+from infra.escalation import Escalation
+from infra.functions import Functions
+from infra.layers import Layers
+from infra.observability import ApiGatewayLogging, Monitoring
+from infra.realtime import Realtime
+from infra.search import Search
+from infra.secrets import Secrets
+from infra.web import Web
+
+
+class KefuStack(Stack):
+    def __init__(self, scope: Construct, construct_id: str, **kwargs) -> None:
+        super().__init__(scope, construct_id, **kwargs)
+
+        self.data = Data(self, "Data")
+        self.secrets = Secrets(self, "Secrets", key=self.data.key)
+        self.layers = Layers(self, "Layers")
+        self.api_gateway_logging = ApiGatewayLogging(self, "ApiGatewayLogging")
+
+        # API and stage first: the functions need the callback URL, the routes the functions.
+        self.realtime = Realtime(self, "Realtime", logging_ready=self.api_gateway_logging)
+        self.functions = Functions(
+            self,
+            "Functions",
+            key=self.data.key,
+            tables=self.data.tables,
+            layers=self.layers.all,
+            secret=self.secrets.jwt_signing_key,
+            callback_url=self.realtime.callback_url,
+            manage_connections_arn=self.realtime.manage_connections_arn(),
+        )
+        self.realtime.add_routes(self.functions.functions)
+
+        self.rest = RestApi(
+            self,
+            "Rest",
+            handler=self.functions.functions[schema.REST_FUNCTION],
+            logging_ready=self.api_gateway_logging,
+        )
+        self.search = Search(self, "Search", key=self.data.key)
+        self.escalation = Escalation(
+            self, "Escalation", conversations=self.data.tables[schema.CONVERSATIONS.id], key=self.data.key
+        )
+        self.web = Web(self, "Web")
+        self.monitoring = Monitoring(
+            self,
+            "Monitoring",
+            key=self.data.key,
+            functions=self.functions.functions,
+            web_socket_api_id=self.realtime.api.api_id,
+            rest_api=self.rest.api,
+        )
+
+        CfnOutput(self, "WebSocketUrl", value=self.realtime.stage.url, description="wss:// endpoint for clients")
+        CfnOutput(self, "CallbackUrl", value=self.realtime.callback_url, description="@connections management endpoint")
+        CfnOutput(self, "RestUrl", value=self.rest.url, description="REST API base URL")
+        CfnOutput(
+            self,
+            "RestApiKeyId",
+            value=self.rest.api_key.key_id,
+            description="aws apigateway get-api-key --include-value --api-key <id>",
+        )
+        CfnOutput(self, "CloudFrontDomain", value=self.web.distribution.distribution_domain_name)
+        CfnOutput(self, "WebBucket", value=self.web.bucket.bucket_name)
+        CfnOutput(self, "JwtSecretArn", value=self.secrets.jwt_signing_key.secret_arn)
+        CfnOutput(self, "SearchEndpoint", value=self.search.domain.domain_endpoint)
+        CfnOutput(self, "EscalationStateMachineArn", value=self.escalation.state_machine.state_machine_arn)
+        CfnOutput(self, "AlarmTopicArn", value=self.monitoring.topic.topic_arn)
+        for table_id, table in self.data.tables.items():
+            CfnOutput(self, f"{table_id}TableName", value=table.table_name, description=schema.TABLES[table_id].env_var)

@@ -1,0 +1,582 @@
+"""CDK assertions on the synthesized kefu stack, derived from kefu.schema."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+from aws_cdk import aws_opensearchservice as opensearch
+from aws_cdk.assertions import Match
+from kefu import schema
+
+from infra.layers import dependencies_asset_hash
+
+TABLE_WRITE_ACTIONS = {
+    "dynamodb:BatchWriteItem",
+    "dynamodb:DeleteItem",
+    "dynamodb:PutItem",
+    "dynamodb:UpdateItem",
+    "dynamodb:PartiQLInsert",
+    "dynamodb:PartiQLUpdate",
+    "dynamodb:PartiQLDelete",
+    "dynamodb:TransactWriteItems",
+}
+KEY_TYPES = {"S": "S", "N": "N", "B": "B"}
+
+
+# ---------------------------------------------------------------- helpers
+
+
+def refs(value) -> set[str]:
+    """Logical ids referenced (Ref / Fn::GetAtt) anywhere inside a template value."""
+    found: set[str] = set()
+    if isinstance(value, dict):
+        if "Ref" in value and isinstance(value["Ref"], str) and not value["Ref"].startswith("AWS::"):
+            found.add(value["Ref"])
+        if "Fn::GetAtt" in value:
+            found.add(value["Fn::GetAtt"][0])
+        for item in value.values():
+            found |= refs(item)
+    elif isinstance(value, list):
+        for item in value:
+            found |= refs(item)
+    return found
+
+
+def as_list(value) -> list:
+    return value if isinstance(value, list) else [value]
+
+
+@pytest.fixture(scope="module")
+def ids(synthesized):
+    """Logical ids of the main resources, looked up through the construct tree."""
+    stack = synthesized.stack
+    return {
+        "tables": {tid: synthesized.logical_id(t) for tid, t in stack.data.tables.items()},
+        "key": synthesized.logical_id(stack.data.key),
+        "functions": {n: synthesized.logical_id(f) for n, f in stack.functions.functions.items()},
+        "roles": {n: synthesized.logical_id(r) for n, r in stack.functions.roles.items()},
+        "layers": {synthesized.logical_id(stack.layers.domain), synthesized.logical_id(stack.layers.dependencies)},
+        "secret": synthesized.logical_id(stack.secrets.jwt_signing_key),
+        "ws_api": synthesized.logical_id(stack.realtime.api),
+        "topic": synthesized.logical_id(stack.monitoring.topic),
+    }
+
+
+@pytest.fixture(scope="module")
+def role_statements(synthesized, ids):
+    """Every IAM statement attached to each function role (inline policies included)."""
+    by_role: dict[str, list[dict]] = {name: [] for name in ids["roles"]}
+    role_names = {logical: name for name, logical in ids["roles"].items()}
+    for policy in synthesized.of_type("AWS::IAM::Policy").values():
+        for role_ref in policy["Properties"].get("Roles", []):
+            name = role_names.get(role_ref.get("Ref"))
+            if name:
+                by_role[name].extend(as_list(policy["Properties"]["PolicyDocument"]["Statement"]))
+    for logical, name in role_names.items():
+        for inline in synthesized.resources[logical]["Properties"].get("Policies", []):
+            by_role[name].extend(as_list(inline["PolicyDocument"]["Statement"]))
+    return by_role
+
+
+def actions_of(statements: list[dict]) -> set[str]:
+    return {a for s in statements if s["Effect"] == "Allow" for a in as_list(s["Action"])}
+
+
+# ---------------------------------------------------------------- data
+
+
+def test_key_is_customer_managed_and_rotated(template):
+    template.resource_count_is("AWS::KMS::Key", 1)
+    template.has_resource_properties("AWS::KMS::Key", {"EnableKeyRotation": True})
+
+
+def test_one_table_per_schema_entry(synthesized):
+    assert len(synthesized.of_type("AWS::DynamoDB::Table")) == len(schema.TABLES)
+
+
+@pytest.mark.parametrize("spec", list(schema.TABLES.values()), ids=lambda t: t.id)
+def test_table_matches_schema(synthesized, ids, spec):
+    props = synthesized.resources[ids["tables"][spec.id]]["Properties"]
+    expected_keys = [{"AttributeName": spec.partition_key.name, "KeyType": "HASH"}]
+    if spec.sort_key:
+        expected_keys.append({"AttributeName": spec.sort_key.name, "KeyType": "RANGE"})
+    assert props["KeySchema"] == expected_keys
+    assert props["BillingMode"] == "PAY_PER_REQUEST"
+    assert props["SSESpecification"]["SSEEnabled"] is True
+    assert props["SSESpecification"]["SSEType"] == "KMS"
+    assert refs(props["SSESpecification"]["KMSMasterKeyId"]) == {ids["key"]}
+    assert props["PointInTimeRecoverySpecification"] == {"PointInTimeRecoveryEnabled": True}
+
+    if spec.ttl_attribute:
+        assert props["TimeToLiveSpecification"] == {"AttributeName": spec.ttl_attribute, "Enabled": True}
+    else:
+        assert "TimeToLiveSpecification" not in props
+    if spec.stream:
+        assert props["StreamSpecification"] == {"StreamViewType": spec.stream}
+    else:
+        assert "StreamSpecification" not in props
+
+    attribute_types = {a["AttributeName"]: a["AttributeType"] for a in props["AttributeDefinitions"]}
+    gsis = {g["IndexName"]: g for g in props.get("GlobalSecondaryIndexes", [])}
+    assert set(gsis) == {i.name for i in spec.indexes}
+    for index in spec.indexes:
+        gsi = gsis[index.name]
+        keys = [{"AttributeName": index.partition_key.name, "KeyType": "HASH"}]
+        if index.sort_key:
+            keys.append({"AttributeName": index.sort_key.name, "KeyType": "RANGE"})
+        assert gsi["KeySchema"] == keys
+        assert gsi["Projection"] == {"ProjectionType": "ALL"}
+        for key in filter(None, (index.partition_key, index.sort_key)):
+            assert attribute_types[key.name] == KEY_TYPES[key.type]
+
+
+def test_secret_is_generated_and_encrypted_with_the_key(synthesized, ids):
+    props = synthesized.resources[ids["secret"]]["Properties"]
+    assert "GenerateSecretString" in props
+    assert refs(props["KmsKeyId"]) == {ids["key"]}
+
+
+# ---------------------------------------------------------------- functions and layers
+
+
+def test_two_layers_for_python313_arm64(synthesized, ids):
+    for logical in ids["layers"]:
+        props = synthesized.resources[logical]["Properties"]
+        assert props["CompatibleRuntimes"] == ["python3.13"]
+        assert props["CompatibleArchitectures"] == ["arm64"]
+
+
+def test_one_function_per_schema_entry(synthesized, ids):
+    kefu_functions = {
+        k
+        for k, v in synthesized.of_type("AWS::Lambda::Function").items()
+        if v["Properties"].get("Handler") == "handler.handler"
+    }
+    assert kefu_functions == set(ids["functions"].values())
+    assert set(ids["functions"]) == {f.name for f in schema.FUNCTIONS}
+
+
+@pytest.mark.parametrize("spec", schema.FUNCTIONS, ids=lambda f: f.name)
+def test_function_matches_schema(synthesized, ids, spec):
+    resource = synthesized.resources[ids["functions"][spec.name]]
+    props = resource["Properties"]
+    assert props["Runtime"] == "python3.13"
+    assert props["Architectures"] == ["arm64"]
+    assert props["Handler"] == "handler.handler"
+    assert props["MemorySize"] == spec.memory_mb
+    assert props["Timeout"] == spec.timeout_s
+    assert props["TracingConfig"] == {"Mode": "Active"}
+    assert {layer["Ref"] for layer in props["Layers"]} == ids["layers"]
+    assert refs(props["Role"]) == {ids["roles"][spec.name]}
+
+    env = props["Environment"]["Variables"]
+    expected = {"POWERTOOLS_SERVICE_NAME", "POWERTOOLS_LOG_LEVEL", "POWERTOOLS_METRICS_NAMESPACE"}
+    for table_id in set(spec.reads) | set(spec.writes):
+        var = schema.TABLES[table_id].env_var
+        expected.add(var)
+        assert env[var] == {"Ref": ids["tables"][table_id]}
+    if spec.needs_secret:
+        expected.add(schema.ENV_JWT_SECRET_ID)
+        assert env[schema.ENV_JWT_SECRET_ID] == {"Ref": ids["secret"]}
+    if spec.manage_connections:
+        expected.add(schema.ENV_WS_CALLBACK_URL)
+        callback = json.dumps(env[schema.ENV_WS_CALLBACK_URL])
+        assert ids["ws_api"] in callback and f"/{schema.WS_STAGE}" in callback and "https://" in callback
+    expected |= set(spec.extra_env)
+    assert set(env) == expected
+    assert env["POWERTOOLS_SERVICE_NAME"] == "kefu"
+
+
+def test_function_code_assets_come_from_functions_folders(synthesized, ids):
+    assets = json.loads((synthesized.outdir / f"{synthesized.stack.artifact_id}.assets.json").read_text())["files"]
+    for name, logical in ids["functions"].items():
+        s3_key = synthesized.resources[logical]["Properties"]["Code"]["S3Key"]
+        asset = assets[s3_key.removesuffix(".zip")]
+        staged = synthesized.outdir / asset["source"]["path"]
+        assert (staged / "handler.py").exists(), f"{name}: {staged} has no handler.py"
+
+
+def test_function_log_groups_have_retention(synthesized, ids):
+    for name, logical in ids["functions"].items():
+        log_group = synthesized.resources[logical]["Properties"]["LoggingConfig"]["LogGroup"]
+        group = synthesized.resources[log_group["Ref"]]
+        assert group["Type"] == "AWS::Logs::LogGroup"
+        assert group["Properties"]["RetentionInDays"] == 30, name
+
+
+def test_every_log_group_has_retention(synthesized):
+    for logical, group in synthesized.of_type("AWS::Logs::LogGroup").items():
+        assert group["Properties"].get("RetentionInDays"), logical
+
+
+# ---------------------------------------------------------------- least privilege
+
+
+def test_no_managed_policies_on_function_roles(synthesized, ids):
+    for name, logical in ids["roles"].items():
+        assert not synthesized.resources[logical]["Properties"].get("ManagedPolicyArns"), name
+
+
+@pytest.mark.parametrize("spec", schema.FUNCTIONS, ids=lambda f: f.name)
+def test_table_access_follows_schema(role_statements, ids, spec):
+    table_ids = {logical: tid for tid, logical in ids["tables"].items()}
+    readable, writable = set(), set()
+    for statement in role_statements[spec.name]:
+        actions = set(as_list(statement["Action"]))
+        data_actions = {a for a in actions if a.startswith("dynamodb:") and a != "dynamodb:ListStreams"}
+        if not data_actions:
+            continue
+        touched = {table_ids[r] for r in refs(statement["Resource"]) if r in table_ids}
+        readable |= touched
+        if data_actions & TABLE_WRITE_ACTIONS:
+            writable |= touched
+    stream_tables = {spec.stream_of} if spec.stream_of else set()
+    assert readable == set(spec.reads) | set(spec.writes) | stream_tables
+    assert writable == set(spec.writes)
+
+
+def test_index_access_is_granted_by_name(role_statements, ids):
+    conversations = ids["tables"][schema.CONVERSATIONS.id]
+    statements = [s for s in role_statements["ws_sync"] if "dynamodb:Query" in as_list(s["Action"])]
+    resources = json.dumps([s["Resource"] for s in statements])
+    for index in schema.CONVERSATIONS.indexes:
+        assert f"/index/{index.name}" in resources
+    assert "/index/*" not in resources
+    assert conversations in resources
+
+
+def test_ws_sync_cannot_write(role_statements):
+    assert not actions_of(role_statements["ws_sync"]) & TABLE_WRITE_ACTIONS
+    assert "dynamodb:Query" in actions_of(role_statements["ws_sync"])
+
+
+def test_ws_default_has_no_data_access(role_statements):
+    actions = actions_of(role_statements["ws_default"])
+    assert not {a for a in actions if a.startswith(("dynamodb:", "kms:", "secretsmanager:", "execute-api:"))}
+
+
+@pytest.mark.parametrize("spec", schema.FUNCTIONS, ids=lambda f: f.name)
+def test_manage_connections_only_where_declared(role_statements, ids, spec):
+    statements = [s for s in role_statements[spec.name] if "execute-api:ManageConnections" in as_list(s["Action"])]
+    if not spec.manage_connections:
+        assert statements == []
+        return
+    assert len(statements) == 1
+    resource = json.dumps(statements[0]["Resource"])
+    assert ids["ws_api"] in resource
+    assert f"/{schema.WS_STAGE}/*/@connections/*" in resource
+
+
+@pytest.mark.parametrize("spec", schema.FUNCTIONS, ids=lambda f: f.name)
+def test_secret_read_only_where_declared(role_statements, ids, spec):
+    statements = [s for s in role_statements[spec.name] if "secretsmanager:GetSecretValue" in as_list(s["Action"])]
+    if spec.needs_secret:
+        assert statements and all(refs(s["Resource"]) == {ids["secret"]} for s in statements)
+    else:
+        assert statements == []
+
+
+def test_no_wildcard_actions_on_function_roles(role_statements):
+    for name, statements in role_statements.items():
+        for action in actions_of(statements):
+            assert "*" not in action, f"{name}: {action}"
+
+
+def test_kms_use_is_limited_to_services(role_statements):
+    for name, statements in role_statements.items():
+        for statement in statements:
+            if any(a.startswith("kms:") for a in as_list(statement["Action"])):
+                assert "kms:ViaService" in json.dumps(statement.get("Condition", {})), name
+
+
+# ---------------------------------------------------------------- streams
+
+
+@pytest.mark.parametrize("spec", [f for f in schema.FUNCTIONS if f.stream_of], ids=lambda f: f.name)
+def test_stream_consumer_mapping(synthesized, ids, spec):
+    mappings = [
+        m["Properties"]
+        for m in synthesized.of_type("AWS::Lambda::EventSourceMapping").values()
+        if refs(m["Properties"]["FunctionName"]) == {ids["functions"][spec.name]}
+    ]
+    assert len(mappings) == 1
+    mapping = mappings[0]
+    assert refs(mapping["EventSourceArn"]) == {ids["tables"][spec.stream_of]}
+    assert "StreamArn" in json.dumps(mapping["EventSourceArn"])
+    assert mapping["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+    assert mapping["BisectBatchOnFunctionError"] is True
+    assert 0 < mapping["MaximumRetryAttempts"] <= 10
+    (dlq,) = refs(mapping["DestinationConfig"]["OnFailure"]["Destination"])
+    queue = synthesized.resources[dlq]
+    assert queue["Type"] == "AWS::SQS::Queue"
+    assert refs(queue["Properties"]["KmsMasterKeyId"]) == {ids["key"]}
+    ssl_denied = [
+        s
+        for p in synthesized.of_type("AWS::SQS::QueuePolicy").values()
+        if dlq in refs(p["Properties"]["Queues"])
+        for s in p["Properties"]["PolicyDocument"]["Statement"]
+        if s["Effect"] == "Deny" and s.get("Condition", {}).get("Bool", {}).get("aws:SecureTransport") == "false"
+    ]
+    assert ssl_denied
+
+
+# ---------------------------------------------------------------- WebSocket API
+
+
+def test_websocket_api(template):
+    template.resource_count_is("AWS::ApiGatewayV2::Api", 1)
+    template.has_resource_properties(
+        "AWS::ApiGatewayV2::Api",
+        {"ProtocolType": "WEBSOCKET", "RouteSelectionExpression": schema.WS_ROUTE_SELECTION_EXPRESSION},
+    )
+
+
+def test_websocket_routes_are_exactly_the_schema_routes(synthesized, ids):
+    routes = synthesized.of_type("AWS::ApiGatewayV2::Route")
+    assert sorted(r["Properties"]["RouteKey"] for r in routes.values()) == sorted(schema.WS_ROUTES)
+    integrations = synthesized.of_type("AWS::ApiGatewayV2::Integration")
+    for route in routes.values():
+        props = route["Properties"]
+        (integration_id,) = refs(props["Target"])
+        target = refs(integrations[integration_id]["Properties"]["IntegrationUri"])
+        assert target == {ids["functions"][schema.WS_ROUTES[props["RouteKey"]]]}, props["RouteKey"]
+
+
+def test_authorizer_guards_connect_only(synthesized, ids):
+    authorizers = synthesized.of_type("AWS::ApiGatewayV2::Authorizer")
+    assert len(authorizers) == 1
+    ((authorizer_id, authorizer),) = authorizers.items()
+    assert authorizer["Properties"]["AuthorizerType"] == "REQUEST"
+    assert authorizer["Properties"]["IdentitySource"] == ["route.request.querystring.token"]
+    assert ids["functions"][schema.WS_AUTHORIZER] in refs(authorizer["Properties"]["AuthorizerUri"])
+    for route in synthesized.of_type("AWS::ApiGatewayV2::Route").values():
+        props = route["Properties"]
+        if props["RouteKey"] == "$connect":
+            assert props["AuthorizationType"] == "CUSTOM"
+            assert refs(props["AuthorizerId"]) == {authorizer_id}
+        else:
+            assert "AuthorizerId" not in props
+
+
+def test_route_responses_for_all_but_connect_and_disconnect(synthesized):
+    routes = synthesized.of_type("AWS::ApiGatewayV2::Route")
+    with_response = {
+        routes[ref]["Properties"]["RouteKey"]
+        for rr in synthesized.of_type("AWS::ApiGatewayV2::RouteResponse").values()
+        for ref in refs(rr["Properties"]["RouteId"])
+    }
+    assert with_response == set(schema.WS_ROUTES) - {"$connect", "$disconnect"}
+
+
+def test_websocket_stage_logs_and_throttles(synthesized):
+    stages = synthesized.of_type("AWS::ApiGatewayV2::Stage")
+    assert len(stages) == 1
+    ((stage_id, stage),) = stages.items()
+    props = stage["Properties"]
+    assert props["StageName"] == schema.WS_STAGE
+    assert props["AutoDeploy"] is True
+    (log_group,) = refs(props["AccessLogSettings"]["DestinationArn"])
+    assert synthesized.resources[log_group]["Type"] == "AWS::Logs::LogGroup"
+    log_format = json.loads(props["AccessLogSettings"]["Format"])
+    assert log_format["requestId"] == "$context.requestId"
+    assert log_format["connectionId"] == "$context.connectionId"
+    throttle = props["DefaultRouteSettings"]
+    assert throttle["ThrottlingRateLimit"] > 0 and throttle["ThrottlingBurstLimit"] > 0
+    account = next(iter(synthesized.of_type("AWS::ApiGateway::Account")))
+    assert account in stage.get("DependsOn", [])
+
+
+# ---------------------------------------------------------------- REST API
+
+
+def test_rest_api_stage_logging(synthesized):
+    stages = synthesized.of_type("AWS::ApiGateway::Stage")
+    assert len(stages) == 1
+    ((_, stage),) = stages.items()
+    props = stage["Properties"]
+    assert props["StageName"] == schema.REST_STAGE
+    assert "DestinationArn" in props["AccessLogSetting"]
+    assert props["TracingEnabled"] is True
+    assert props["MethodSettings"][0]["LoggingLevel"] in ("ERROR", "INFO")
+
+
+def test_rest_api_proxies_to_the_rest_function_with_api_keys(synthesized, ids):
+    methods = synthesized.of_type("AWS::ApiGateway::Method")
+    assert methods
+    validators = set(synthesized.of_type("AWS::ApiGateway::RequestValidator"))
+    for method in methods.values():
+        props = method["Properties"]
+        if props["HttpMethod"] == "OPTIONS":  # CORS preflight: MOCK, no key, no Lambda
+            assert props["Integration"]["Type"] == "MOCK"
+            assert not props.get("ApiKeyRequired")
+            continue
+        assert props["ApiKeyRequired"] is True
+        assert props["Integration"]["Type"] == "AWS_PROXY"
+        assert ids["functions"][schema.REST_FUNCTION] in refs(props["Integration"]["Uri"])
+        assert refs(props["RequestValidatorId"]) <= validators and props["RequestValidatorId"]
+
+
+def test_usage_plan_throttles(template):
+    template.has_resource_properties(
+        "AWS::ApiGateway::UsagePlan",
+        {"Throttle": {"RateLimit": Match.any_value(), "BurstLimit": Match.any_value()}},
+    )
+    template.resource_count_is("AWS::ApiGateway::ApiKey", 1)
+    template.resource_count_is("AWS::ApiGateway::UsagePlanKey", 1)
+
+
+# ---------------------------------------------------------------- search, escalation
+
+
+def _latest_opensearch_version() -> str:
+    versions = []
+    for name in dir(opensearch.EngineVersion):
+        match = re.fullmatch(r"OPENSEARCH_(\d+)_(\d+)", name)
+        if match:
+            versions.append((int(match[1]), int(match[2])))
+    major, minor = max(versions)
+    return f"OpenSearch_{major}.{minor}"
+
+
+def test_opensearch_domain(synthesized, ids):
+    domains = synthesized.of_type("AWS::OpenSearchService::Domain")
+    assert len(domains) == 1
+    props = next(iter(domains.values()))["Properties"]
+    assert props["EngineVersion"] == _latest_opensearch_version()
+    assert props["ClusterConfig"]["InstanceCount"] == 1
+    assert props["EncryptionAtRestOptions"]["Enabled"] is True
+    assert refs(props["EncryptionAtRestOptions"]["KmsKeyId"]) == {ids["key"]}
+    assert props["NodeToNodeEncryptionOptions"] == {"Enabled": True}
+    assert props["DomainEndpointOptions"]["EnforceHTTPS"] is True
+    assert "TLS-1-2" in props["DomainEndpointOptions"]["TLSSecurityPolicy"]
+    for log in ("SEARCH_SLOW_LOGS", "INDEX_SLOW_LOGS", "ES_APPLICATION_LOGS"):
+        assert props["LogPublishingOptions"][log]["Enabled"] is True
+    for statement in props["AccessPolicies"]["Statement"]:
+        assert "*" not in json.dumps(statement["Principal"])
+    assert "AdvancedSecurityOptions" not in props or not props["AdvancedSecurityOptions"].get("Enabled")
+
+
+def test_escalation_state_machine(synthesized, ids):
+    machines = synthesized.of_type("AWS::StepFunctions::StateMachine")
+    assert len(machines) == 1
+    props = next(iter(machines.values()))["Properties"]
+    assert props["TracingConfiguration"] == {"Enabled": True}
+    assert props["LoggingConfiguration"]["Level"] == "ALL"
+    definition = json.dumps(props["DefinitionString"])
+    assert "SecondsPath" in definition
+    assert "dynamodb:getItem" in definition
+    assert ids["tables"][schema.CONVERSATIONS.id] in refs(props["DefinitionString"])
+    for state_type in ("Wait", "Task", "Choice", "Succeed", "Pass"):
+        assert f'\\"Type\\":\\"{state_type}\\"' in definition
+
+
+# ---------------------------------------------------------------- web
+
+
+def test_buckets_block_public_access_and_enforce_ssl(synthesized):
+    buckets = synthesized.of_type("AWS::S3::Bucket")
+    assert len(buckets) >= 2
+    policies = synthesized.of_type("AWS::S3::BucketPolicy").values()
+    for logical, bucket in buckets.items():
+        props = bucket["Properties"]
+        assert props["PublicAccessBlockConfiguration"] == {
+            "BlockPublicAcls": True,
+            "BlockPublicPolicy": True,
+            "IgnorePublicAcls": True,
+            "RestrictPublicBuckets": True,
+        }, logical
+        assert props["BucketEncryption"]["ServerSideEncryptionConfiguration"], logical
+        denies_insecure = any(
+            s["Effect"] == "Deny" and s.get("Condition", {}).get("Bool", {}).get("aws:SecureTransport") == "false"
+            for p in policies
+            if logical in refs(p["Properties"]["Bucket"])
+            for s in p["Properties"]["PolicyDocument"]["Statement"]
+        )
+        assert denies_insecure, logical
+
+
+def test_web_bucket_logs_to_log_bucket(synthesized):
+    web = synthesized.stack.web
+    bucket = synthesized.resources[synthesized.logical_id(web.bucket)]["Properties"]
+    assert refs(bucket["LoggingConfiguration"]["DestinationBucketName"]) == {synthesized.logical_id(web.log_bucket)}
+
+
+def test_cloudfront_uses_origin_access_control(synthesized):
+    synthesized.template.resource_count_is("AWS::CloudFront::OriginAccessControl", 1)
+    (distribution,) = synthesized.of_type("AWS::CloudFront::Distribution").values()
+    config = distribution["Properties"]["DistributionConfig"]
+    (origin,) = config["Origins"]
+    assert refs(origin["OriginAccessControlId"]) == set(synthesized.of_type("AWS::CloudFront::OriginAccessControl"))
+    assert origin["S3OriginConfig"]["OriginAccessIdentity"] == ""
+    assert config["DefaultCacheBehavior"]["ViewerProtocolPolicy"] == "redirect-to-https"
+    assert config["DefaultRootObject"] == "index.html"
+    assert "Bucket" in config["Logging"]
+
+
+# ---------------------------------------------------------------- observability
+
+
+def test_alarms_per_function(synthesized, ids):
+    alarms = synthesized.of_type("AWS::CloudWatch::Alarm").values()
+    for name, logical in ids["functions"].items():
+        for metric in ("Errors", "Throttles"):
+            matching = [
+                a
+                for a in alarms
+                if a["Properties"].get("MetricName") == metric
+                and a["Properties"].get("Namespace") == "AWS/Lambda"
+                and {"Name": "FunctionName", "Value": {"Ref": logical}} in a["Properties"].get("Dimensions", [])
+            ]
+            assert len(matching) == 1, f"{name} {metric}"
+
+
+def test_websocket_server_error_alarm(synthesized, ids):
+    alarms = [
+        a
+        for a in synthesized.of_type("AWS::CloudWatch::Alarm").values()
+        if ids["ws_api"] in json.dumps(a["Properties"])
+    ]
+    metric_names = json.dumps(alarms)
+    assert alarms and "IntegrationError" in metric_names and "ExecutionError" in metric_names
+
+
+def test_every_alarm_notifies_the_encrypted_topic(synthesized, ids):
+    topic = synthesized.resources[ids["topic"]]["Properties"]
+    assert refs(topic["KmsMasterKeyId"]) == {ids["key"]}
+    for logical, alarm in synthesized.of_type("AWS::CloudWatch::Alarm").items():
+        assert refs(alarm["Properties"]["AlarmActions"]) == {ids["topic"]}, logical
+
+
+def test_dashboard_exists(template):
+    template.resource_count_is("AWS::CloudWatch::Dashboard", 1)
+
+
+# ---------------------------------------------------------------- outputs, assets
+
+
+def test_outputs(synthesized):
+    outputs = synthesized.template_json["Outputs"]
+    for name in ("WebSocketUrl", "CallbackUrl", "RestUrl", "CloudFrontDomain"):
+        assert name in outputs
+    for table_id in schema.TABLES:
+        assert f"{table_id}TableName" in outputs
+
+
+def test_dependencies_layer_hash_follows_requirements(tmp_path):
+    requirements = tmp_path / "requirements.txt"
+    requirements.write_text("pyjwt==2.15.1\n")
+    first = dependencies_asset_hash(requirements, precompiled=True)
+    assert first == dependencies_asset_hash(requirements, precompiled=True)
+    requirements.write_text("pyjwt==2.15.2\n")
+    assert dependencies_asset_hash(requirements, precompiled=True) != first
+    assert dependencies_asset_hash(requirements, precompiled=False) != dependencies_asset_hash(
+        requirements, precompiled=True
+    )
+
+
+def test_no_docker_bundling(synthesized):
+    """Every asset is a file/zip asset: nothing needs a Docker image at synth or deploy."""
+    assets = json.loads((synthesized.outdir / f"{synthesized.stack.artifact_id}.assets.json").read_text())
+    assert not assets.get("dockerImages")
