@@ -73,6 +73,11 @@ class RestApi(Construct):
         proxy = self.api.root.add_proxy(any_method=False)
         for resource in (self.api.root, proxy):
             resource.add_method("ANY", integration, api_key_required=True, request_validator=self.validator)
+        # the widget and apps call these with a kefu token (or nothing), never with an API key
+        for method, path in schema.REST_PUBLIC_ROUTES:
+            self.api.root.resource_for_path(path).add_method(
+                method, integration, api_key_required=False, request_validator=self.validator
+            )
 
         if logging_ready is not None:
             self.api.deployment_stage.node.add_dependency(logging_ready)

@@ -402,20 +402,49 @@ def test_rest_api_stage_logging(synthesized):
     assert props["MethodSettings"][0]["LoggingLevel"] in ("ERROR", "INFO")
 
 
+def _resource_paths(synthesized) -> dict[str, str]:
+    """Logical id of each REST resource -> its full path ("" for the root)."""
+    resources = synthesized.of_type("AWS::ApiGateway::Resource")
+    paths: dict[str, str] = {}
+
+    def path_of(logical_id: str) -> str:
+        if logical_id not in resources:
+            return ""
+        if logical_id not in paths:
+            props = resources[logical_id]["Properties"]
+            parent = props["ParentId"]
+            parent_id = parent["Ref"] if "Ref" in parent else ""
+            paths[logical_id] = path_of(parent_id) + "/" + props["PathPart"]
+        return paths[logical_id]
+
+    for logical_id in resources:
+        path_of(logical_id)
+    return paths
+
+
 def test_rest_api_proxies_to_the_rest_function_with_api_keys(synthesized, ids):
     methods = synthesized.of_type("AWS::ApiGateway::Method")
     assert methods
     validators = set(synthesized.of_type("AWS::ApiGateway::RequestValidator"))
+    paths = _resource_paths(synthesized)
+    public = set(schema.REST_PUBLIC_ROUTES)
+    seen_public = set()
     for method in methods.values():
         props = method["Properties"]
         if props["HttpMethod"] == "OPTIONS":  # CORS preflight: MOCK, no key, no Lambda
             assert props["Integration"]["Type"] == "MOCK"
             assert not props.get("ApiKeyRequired")
             continue
-        assert props["ApiKeyRequired"] is True
+        route = (props["HttpMethod"], paths.get(props["ResourceId"].get("Ref", ""), "/"))
+        if route in public:  # called by browsers and apps with a kefu token, not an API key
+            assert props["ApiKeyRequired"] is False
+            seen_public.add(route)
+        else:
+            assert props["ApiKeyRequired"] is True
         assert props["Integration"]["Type"] == "AWS_PROXY"
         assert ids["functions"][schema.REST_FUNCTION] in refs(props["Integration"]["Uri"])
         assert refs(props["RequestValidatorId"]) <= validators and props["RequestValidatorId"]
+    assert seen_public == public
 
 
 def test_usage_plan_throttles(template):

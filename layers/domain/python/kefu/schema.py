@@ -190,5 +190,12 @@ FUNCTIONS_BY_NAME: dict[str, Function] = {f.name: f for f in FUNCTIONS}
 WS_ROUTES: dict[str, str] = {key: f.name for f in FUNCTIONS for key in f.route_keys}
 WS_AUTHORIZER = "ws_authorizer"
 REST_FUNCTION = "api"
+# REST routes that browsers and apps call with a kefu token (or nothing) instead of an
+# integrator's API key; every other route requires a key (usage plan).
+REST_PUBLIC_ROUTES: tuple[tuple[str, str], ...] = (
+    ("GET", "/health"),
+    ("POST", "/workspaces/{workspace}/visitor-tokens"),
+    ("GET", "/conversations/{conversation_id}/messages"),
+)
 REST_STAGE = "v1"
 WS_STAGE = "prod"
