@@ -5,6 +5,8 @@ from __future__ import annotations
 from typing import Annotated
 
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
+from aws_lambda_powertools.event_handler.exceptions import NotFoundError
+from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
 from aws_lambda_powertools.event_handler.openapi.params import Query
 from pydantic import BaseModel, Field
 
@@ -71,6 +73,19 @@ def _caller():
 @app.exception_handler(KefuError)
 def domain_error(error: KefuError) -> Response:
     return _error(STATUS.get(error.code, 400), error.code, error.message, error.details)
+
+
+@app.exception_handler(RequestValidationError)
+def invalid_request(error: RequestValidationError) -> Response:
+    details = [
+        {"field": ".".join(str(p) for p in e.get("loc", ())), "problem": e.get("msg", "")} for e in error.errors()
+    ]
+    return _error(422, "invalid_request", "; ".join(f"{d['field']}: {d['problem']}" for d in details), details)
+
+
+@app.exception_handler(NotFoundError)
+def no_route(_: NotFoundError) -> Response:
+    return _error(404, "not_found", "no such route")
 
 
 def _error(status: int, code: str, message: str, details=None) -> Response:

@@ -18,6 +18,9 @@ def handler(event, context):
     except Unauthorized as error:
         logger.info("connection refused", extra={"reason": error.message})
         raise Exception("Unauthorized") from None  # API Gateway answers 401
+    if who.role == "customer" and not store.workspace_exists(who.workspace):
+        logger.info("connection refused", extra={"reason": "unknown workspace"})
+        return _policy(f"{who.workspace}#customer#{who.id}", "Deny", event["methodArn"], {})
     if who.role == "agent":
         agent = store.get_agent(who.workspace, who.id)
         if agent is None:

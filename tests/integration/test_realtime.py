@@ -28,6 +28,7 @@ def test_connections_without_a_valid_token_are_refused(world):
     assert status_of_refusal(world, forged) == 401
     assert status_of_refusal(world, world.token("agent", "nobody")) == 403  # no such agent in the workspace
     assert status_of_refusal(world, world.token("agent", "agent-1", workspace="other-ws")) == 403
+    assert status_of_refusal(world, world.token("visitor", "cust-1", workspace="no-such-ws")) == 403
 
 
 def test_exchange_ack_and_fan_out_to_two_tabs(world):
@@ -180,6 +181,16 @@ def test_frame_over_128_kb_closes_the_connection_like_api_gateway(talking):
     with pytest.raises(ConnectionClosed) as info:
         customer.expect(timeout=5)
     assert info.value.rcvd.code == 1009
+
+
+def test_replies_echo_the_request_id(talking):
+    customer, _, conversation_id = talking
+    reply = customer.request({"action": "sync", "conversationId": "c_nope", "afterSeq": 0, "requestId": "q-1"},
+                             type="error")
+    assert reply["requestId"] == "q-1" and reply["code"] == "not_found"
+    reply = customer.request({"action": "sync", "conversationId": conversation_id, "afterSeq": 0,
+                              "requestId": "q-2"}, type="sync")
+    assert reply["requestId"] == "q-2"
 
 
 def test_customer_cannot_use_agent_actions(talking):

@@ -39,6 +39,8 @@ def test_visitor_token_rejects_bad_body(world, stack):
     response = requests.post(f"{stack.api_url}/workspaces/{world.workspace}/visitor-tokens",
                              json={"name": "x" * 81}, timeout=10)
     assert response.status_code == 422
+    error = response.json()["error"]
+    assert error["code"] == "invalid_request" and error["details"][0]["field"].endswith("name")
 
 
 def test_message_history_over_rest(world, stack):
@@ -71,7 +73,7 @@ def test_message_history_over_rest(world, stack):
 
 def test_unknown_route_is_404_not_500(stack):
     response = requests.get(f"{stack.api_url}/nothing/here", timeout=10)
-    assert response.status_code == 404
+    assert response.status_code == 404 and response.json()["error"]["code"] == "not_found"
 
 
 def test_stream_handler_aggregates_counters(world, stack):

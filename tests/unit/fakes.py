@@ -116,6 +116,11 @@ class MemoryStore:
         stored = self.messages.get((workspace, conversation_id), {})
         return [stored[s] for s in sorted(stored) if s > after_seq][:limit]
 
+    def last_messages(self, workspace, conversation_id, limit):
+        self._call()
+        stored = self.messages.get((workspace, conversation_id), {})
+        return [stored[s] for s in sorted(stored)][-limit:]
+
     def attach(self, workspace, conversation_id, connections):
         self._call()
         for ref in connections:

@@ -155,8 +155,11 @@ def test_transfer_errors(world):
         service.handoff(ALICE, handoff({"agentId": "alice"}))
     with pytest.raises(NoAgentAvailable):  # bob is offline
         service.handoff(ALICE, handoff({"agentId": "bob"}))
-    with pytest.raises(NotFound):
+    with pytest.raises(Forbidden):  # a colleague's conversation
         service.handoff(BOB, handoff({"agentId": "alice"}))
+    with pytest.raises(NotFound):
+        service.handoff(ALICE, frames.HandoffFrame.model_validate(
+            {"action": "handoff", "conversationId": "c_nope", "to": {"agentId": "bob"}}))
 
 
 def test_no_agent_online_leaves_the_conversation_waiting(world):
@@ -198,6 +201,22 @@ def test_reconnecting_agent_is_attached_to_open_conversations(world):
     service.connect(ALICE, "a2")
     service.send_message(CUSTOMER, "c1", msg("back?", "m3", conversation_id))
     assert notifier.frames("a2", "message")[-1]["text"] == "back?"
+
+
+def test_assignment_carries_the_latest_history(world, monkeypatch):
+    import kefu.conversations as conversations
+
+    store, notifier, service = world
+    monkeypatch.setattr(conversations, "HISTORY_ON_ASSIGN", 3)
+    service.connect(CUSTOMER, "c1")
+    first = service.send_message(CUSTOMER, "c1", msg("m0", "k0"))  # nobody online: waits
+    for i in range(1, 5):
+        service.send_message(CUSTOMER, "c1", msg(f"m{i}", f"k{i}", first["conversationId"]))
+    service.connect(ALICE, "a1")
+    service.route(CUSTOMER, first["conversationId"])
+    assigned = notifier.frames("a1", "assigned")[0]
+    assert [m["text"] for m in assigned["history"]] == ["m3", "m4", "Alice joined the conversation"]
+    assert assigned["historyComplete"] is False and assigned["lastSeq"] == 6
 
 
 def test_inbox_lists_open_conversations(world):

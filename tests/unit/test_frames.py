@@ -56,6 +56,20 @@ def test_invalid_frame_echoes_client_message_id():
     assert info.value.client_message_id == "m7"
 
 
+def test_group_names_may_be_chinese():
+    frame = parse({"action": "handoff", "conversationId": "c1", "to": {"group": "售后"}})
+    assert frame.to.group == "售后"
+    with pytest.raises(InvalidFrame):
+        parse({"action": "handoff", "conversationId": "c1", "to": {"group": "售 后"}})
+
+
+def test_request_id_is_read_leniently():
+    assert frames.request_id('{"action":"sync","requestId":"r-1"}') == "r-1"
+    assert frames.request_id('{"action":"sync"}') is None
+    assert frames.request_id('{"requestId": 5}') is None
+    assert frames.request_id("not json requestId") is None
+
+
 def test_unknown_fields_are_ignored():
     frame = parse({"action": "typing", "conversationId": "c1", "future": True})
     assert frame.typing is True

@@ -151,11 +151,13 @@ class ConversationService:
     def handoff(self, who: Principal, frame: frames.HandoffFrame) -> dict:
         if who.role != "agent":
             raise Forbidden("only agents can transfer a conversation")
-        conversation = self._readable(who, frame.conversationId)
+        conversation = self.store.get_conversation(who.workspace, frame.conversationId)
+        if conversation is None:
+            raise NotFound("no such conversation")
+        if conversation.agent_id != who.id:  # a colleague's conversation (supervisors: issue 3)
+            raise Forbidden("you can only transfer conversations assigned to you")
         if conversation.status == "closed":
             raise ConversationClosed("the conversation is closed")
-        if conversation.agent_id != who.id:
-            raise Forbidden("you can only transfer conversations assigned to you")
         target = frame.to
         if target.agentId is not None:
             if target.agentId == who.id:
@@ -202,11 +204,9 @@ class ConversationService:
 
     def _after_open(self, conversation: Conversation) -> None:
         """A new conversation goes to a human at once while the workspace has no bot (issue 4 adds the bot)."""
+        customer = Principal(conversation.workspace, "customer", conversation.customer_id, conversation.customer_name)
         try:
-            self.route(
-                Principal(conversation.workspace, "customer", conversation.customer_id, conversation.customer_name),
-                conversation.id,
-            )
+            routed = self.route(customer, conversation.id)
         except NoAgentAvailable:
             customer = self.store.connections_of(conversation.workspace, "customer", conversation.customer_id)
             notice = {
@@ -216,6 +216,8 @@ class ConversationService:
                 "message": "No agent is available right now; your messages are kept.",
             }
             self._send_all(customer, notice)
+        else:
+            self._send_all(self.store.connections_of(customer.workspace, "customer", customer.id), routed)
 
     def _assign_first_available(
         self, conversation: Conversation, agents: Iterable[Agent], previous_agent_id: str | None
@@ -237,13 +239,14 @@ class ConversationService:
         agent_connections = self.store.connections_of(conversation.workspace, "agent", agent.id)
         self.store.attach(conversation.workspace, conversation.id, agent_connections)
         self.post_system_message(conversation, f"{agent.name or agent.id} joined the conversation")
-        history = self.store.messages_after(conversation.workspace, conversation.id, 0, HISTORY_ON_ASSIGN)
+        history = self.store.last_messages(conversation.workspace, conversation.id, HISTORY_ON_ASSIGN)
         assigned = {
             "type": "assigned",
             "conversationId": conversation.id,
             "customer": conversation.customer(),
             "history": [m.public() for m in history],
             "lastSeq": history[-1].seq if history else 0,
+            "historyComplete": not history or history[0].seq == 1,
             "reason": reason,
         }
         if note:

@@ -17,6 +17,8 @@ MAX_NOTE_CHARS = 1000
 SYNC_PAGE = 200
 
 Id = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:\-]+$")]
+# skill groups are named by people: 售后, 技术, billing (letters of any script, digits, _ . : -)
+GroupId = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=r"^[\w.:\-]+$")]
 Text = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=MAX_TEXT_CHARS)]
 
 
@@ -56,7 +58,7 @@ class RouteFrame(_Frame):
 
 class HandoffTarget(_Frame):
     agentId: Id | None = None
-    group: Id | None = None
+    group: GroupId | None = None
 
     @model_validator(mode="after")
     def _one_target(self) -> HandoffTarget:
@@ -99,7 +101,8 @@ def parse(body: str | None, expected: type[_Frame] | None = None) -> _Frame:
     action = data.get("action")
     model = expected or (FRAMES.get(action) if isinstance(action, str) else None)
     if model is None:
-        raise UnknownAction(f"unknown action {str(action)[:40]!r}", client_message_id=_cmid(data))
+        problem = f"unknown action {action[:40]!r}" if isinstance(action, str) else "frame has no \"action\" string"
+        raise UnknownAction(problem, client_message_id=_cmid(data))
     try:
         return model.model_validate(data)
     except ValidationError as exc:
@@ -109,6 +112,17 @@ def parse(body: str | None, expected: type[_Frame] | None = None) -> _Frame:
         ]
         summary = "; ".join(f"{p['field']}: {p['problem']}" for p in problems)
         raise InvalidFrame(summary, client_message_id=_cmid(data), details=problems) from None
+
+
+def request_id(body: str | None) -> str | None:
+    """The optional requestId a client puts on any frame; its direct reply (or error) echoes it."""
+    if not body or '"requestId"' not in body:
+        return None
+    try:
+        value = json.loads(body).get("requestId")
+    except (ValueError, AttributeError):
+        return None
+    return value if isinstance(value, str) and 0 < len(value) <= 64 and value.isprintable() else None
 
 
 def _cmid(data: dict[str, Any]) -> str | None:

@@ -50,6 +50,9 @@ class Store(Protocol):
         """Store `message` as seq conversation.last_seq + 1. Raises DuplicateMessage or SeqConflict."""
 
     def find_message(self, workspace: str, conversation_id: str, sender_key: str, client_message_id: str) -> Message | None: ...
+    def last_messages(self, workspace: str, conversation_id: str, limit: int) -> list[Message]:
+        """The latest `limit` messages, oldest first."""
+
     def messages_after(self, workspace: str, conversation_id: str, after_seq: int, limit: int) -> list[Message]: ...
     def attach(self, workspace: str, conversation_id: str, connections: list[ConnectionRef]) -> None: ...
     def detach(self, workspace: str, conversation_id: str, connections: list[ConnectionRef], *, forget: bool = False) -> None:

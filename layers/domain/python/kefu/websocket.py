@@ -59,15 +59,19 @@ def route_handler(route: Route) -> Callable[[dict, object], dict]:
         connection_id = request.get("connectionId", "")
         route_key = request.get("routeKey", "")
         logger.append_keys(route=route_key, connection_id=connection_id)
+        request_id = frames.request_id(event.get("body"))
         try:
             who = principal(event)
             logger.append_keys(workspace=who.workspace, role=who.role)
-            return reply(route(who, connection_id, event.get("body"), route_key))
+            frame = route(who, connection_id, event.get("body"), route_key)
         except KefuError as error:
             logger.info("refused", extra={"code": error.code})
-            return reply(frames.error(error.code, error.message, error.client_message_id, error.details))
+            frame = frames.error(error.code, error.message, error.client_message_id, error.details)
         except Exception:
             logger.exception("unhandled error")
-            return reply(frames.error("internal_error", "something went wrong on our side; please retry"))
+            frame = frames.error("internal_error", "something went wrong on our side; please retry")
+        if request_id:
+            frame = {**frame, "requestId": request_id}
+        return reply(frame)
 
     return handler

@@ -421,6 +421,15 @@ class DynamoStore:
         )
         return [i.domain(conversation_id) for i in items if isinstance(i, MessageItem)]
 
+    def last_messages(self, workspace: str, conversation_id: str, limit: int) -> list[Message]:
+        items = ConversationItem.query(
+            conv_pk(workspace, conversation_id),
+            ConversationItem.sk.between(msg_sk(1), MSG_MAX),
+            scan_index_forward=False,
+            limit=limit,
+        )
+        return [i.domain(conversation_id) for i in items if isinstance(i, MessageItem)][::-1]
+
     def attach(self, workspace: str, conversation_id: str, connections: list[ConnectionRef]) -> None:
         for ref in connections:
             try:
