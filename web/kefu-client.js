@@ -1,0 +1,730 @@
+/* kefu-client.js: a small WebSocket client for the kefu protocol (docs/protocol.md).
+ *
+ * No dependencies and no build step; works in browsers and in Node 20+
+ * (`node --experimental-websocket`, or pass WebSocketImpl).
+ *
+ *   const client = new KefuClient({ url: "ws://127.0.0.1:8000/ws", token });
+ *   client.onMessage = (message, conversation) => { ... };
+ *   client.connect();
+ *   client.track(conversationId);            // follow a conversation: synced after every (re)connect
+ *   client.send("hello", conversationId);    // customers may omit the id: the server opens one
+ *
+ * What it guarantees:
+ *  - every outgoing message carries a clientMessageId and is in state "sending" until its ack
+ *    ("sent", with its seq) or an error frame naming it ("failed"); unacked messages are sent
+ *    again with the same clientMessageId after a reconnect (the server deduplicates them);
+ *  - messages go out one at a time, the next after the previous one's ack, so a person's
+ *    messages get seqs in the order they were typed (the server handles frames concurrently);
+ *  - reconnects use exponential backoff with jitter; after each (re)connect every tracked
+ *    conversation is synced from the last contiguous seq seen, following hasMore;
+ *  - incoming messages are deduplicated by (conversationId, seq); a seq that skips ahead
+ *    (a gap) triggers a sync;
+ *  - agents ask for their inbox after each (re)connect and follow exactly the conversations it
+ *    lists (a reload or a transfer made elsewhere is picked up);
+ *  - a "busy" refusal is retried after a short random delay, with the same clientMessageId.
+ *
+ * Events are plain callback properties: onStatus, onMessage, onOutbox, onAck, onError,
+ * onAssigned, onInbox, onRouted, onRouting, onHandoff, onTyping, onSync, onFrame.
+ */
+(function (root) {
+  "use strict";
+
+  const MAX_TEXT_CHARS = 4000; // code points, after trimming (the server strips whitespace)
+  const ID_RE = /^[A-Za-z0-9_.:\-]{1,64}$/;
+
+  function uuid() {
+    const c = root.crypto;
+    if (c && typeof c.randomUUID === "function") return c.randomUUID();
+    // crypto.randomUUID needs a secure context; getRandomValues does not
+    const b = c.getRandomValues(new Uint8Array(16));
+    b[6] = (b[6] & 0x0f) | 0x40;
+    b[8] = (b[8] & 0x3f) | 0x80;
+    const h = Array.from(b, (x) => x.toString(16).padStart(2, "0")).join("");
+    return `${h.slice(0, 8)}-${h.slice(8, 12)}-${h.slice(12, 16)}-${h.slice(16, 20)}-${h.slice(20)}`;
+  }
+
+  /** The claims of a kefu token (not verified: only the server can). */
+  function decodeToken(token) {
+    try {
+      const part = String(token).split(".")[1].replace(/-/g, "+").replace(/_/g, "/");
+      const bin = root.atob(part + "=".repeat((4 - (part.length % 4)) % 4));
+      const bytes = Uint8Array.from(bin, (ch) => ch.charCodeAt(0));
+      return JSON.parse(new TextDecoder().decode(bytes));
+    } catch (e) {
+      return null;
+    }
+  }
+
+  /** Trimmed text and its length in code points, as the server counts them. */
+  function checkText(text) {
+    const trimmed = String(text == null ? "" : text).trim();
+    const length = Array.from(trimmed).length;
+    return { text: trimmed, length, ok: length >= 1 && length <= MAX_TEXT_CHARS };
+  }
+
+  class KefuClient {
+    constructor(options) {
+      const o = options || {};
+      if (!o.url || !o.token) throw new Error("KefuClient needs url and token");
+      this.url = o.url;
+      this.token = o.token;
+      const claims = decodeToken(o.token) || {};
+      this.role = claims.kind === "agent" ? "agent" : "customer";
+      this.userId = claims.sub || null;
+      this.workspace = claims.ws || null;
+      this.WebSocketImpl = o.WebSocketImpl || root.WebSocket;
+      this.backoffBaseMs = o.backoffBaseMs || 500;
+      this.backoffMaxMs = o.backoffMaxMs || 30000;
+      this.ackTimeoutMs = o.ackTimeoutMs || 15000;
+      this.maxAttempts = o.maxAttempts || 5; // sends of one message before it is marked failed
+      this.gapDelayMs = o.gapDelayMs == null ? 300 : o.gapDelayMs;
+      this.syncLimit = o.syncLimit || 0; // 0: the server's page size (200)
+      this.useInbox = o.inbox == null ? this.role === "agent" : !!o.inbox;
+      this.keepaliveMs = o.keepaliveMs || 4 * 60 * 1000; // the server closes sockets idle for 10 min
+      this.checkAuth = o.checkAuth || null; // async () => false when the token is no longer accepted
+      this.storage = o.storage || null; // localStorage-like: unacked messages survive a reload
+      this.storageKey = `kefu.outbox.${this.workspace}.${this.role}.${this.userId}`;
+
+      this.state = "idle";
+      this.socket = null;
+      this.attempt = 0;
+      this.conversations = new Map(); // id -> {id, messages: Map(seq -> message), contiguous, maxSeq, ...}
+      this.outbox = []; // {clientMessageId, conversationId, text, state, attempts, error}
+      this._inflight = null;
+      this._timers = { reconnect: null, ack: null, keepalive: null, inbox: null, retry: null };
+      this._openedAt = 0;
+      this._lastSent = 0;
+      this._stopped = true;
+      this._restoreOutbox();
+    }
+
+    // ---------------------------------------------------------------- connection
+
+    connect() {
+      this._stopped = false;
+      if (this.socket) return;
+      clearTimeout(this._timers.reconnect);
+      this._setState(this.attempt ? "reconnecting" : "connecting");
+      const url = this.url + (this.url.includes("?") ? "&" : "?") + "token=" + encodeURIComponent(this.token);
+      let socket;
+      try {
+        socket = new this.WebSocketImpl(url);
+      } catch (e) {
+        this._emit("onError", { code: "connect_failed", message: String(e) });
+        this._scheduleReconnect();
+        return;
+      }
+      this.socket = socket;
+      let opened = false;
+      socket.onopen = () => {
+        opened = true;
+        this._openedAt = Date.now();
+        this._setState("open");
+        this._afterOpen();
+      };
+      socket.onmessage = (event) => this._onRaw(event.data);
+      let finished = false;
+      const finish = (event) => {
+        if (finished || this.socket !== socket) return;
+        finished = true;
+        this.socket = null;
+        this._inflight = null;
+        clearTimeout(this._timers.ack);
+        clearTimeout(this._timers.inbox);
+        clearTimeout(this._timers.retry);
+        clearInterval(this._timers.keepalive);
+        if (this._stopped) return this._setState("closed", { code: event.code, reason: event.reason });
+        // a connection that lived a while starts the backoff afresh (idle timeout, 2-hour limit)
+        if (opened && Date.now() - this._openedAt > 5000) this.attempt = 0;
+        if (!opened && this.checkAuth) {
+          // a refused handshake (401/403) looks like any network failure to a WebSocket: ask the API
+          Promise.resolve(this.checkAuth()).then(
+            (ok) => (ok === false ? this._unauthorized() : this._scheduleReconnect(event)),
+            () => this._scheduleReconnect(event),
+          );
+        } else {
+          this._scheduleReconnect(event);
+        }
+      };
+      socket.onclose = finish;
+      // browsers follow a failed handshake with close (1006); some runtimes only report the error
+      socket.onerror = () => {
+        if (!opened) setTimeout(() => finish({ code: 1006, reason: "connection failed" }), 50);
+      };
+    }
+
+    close() {
+      this._stopped = true;
+      clearTimeout(this._timers.reconnect);
+      if (this.socket) this.socket.close(1000, "bye");
+      else this._setState("closed");
+    }
+
+    /** Skip the remaining backoff (e.g. when the browser comes back online). */
+    reconnectNow() {
+      if (this._stopped || this.socket) return;
+      this.connect();
+    }
+
+    _scheduleReconnect(event) {
+      if (this._stopped) return;
+      const ceiling = Math.min(this.backoffMaxMs, this.backoffBaseMs * 2 ** this.attempt);
+      const delayMs = Math.round(ceiling / 2 + Math.random() * (ceiling / 2)); // "equal jitter"
+      this.attempt += 1;
+      this._setState("reconnecting", { attempt: this.attempt, delayMs, code: event && event.code });
+      clearTimeout(this._timers.reconnect);
+      this._timers.reconnect = setTimeout(() => this.connect(), delayMs);
+    }
+
+    _unauthorized() {
+      this._stopped = true;
+      this._setState("unauthorized");
+      this._emit("onError", { type: "error", code: "unauthorized", message: "the token was refused (expired or invalid)" });
+    }
+
+    _afterOpen() {
+      for (const conversation of this.conversations.values()) {
+        clearTimeout(conversation.syncTimer);
+        conversation.syncing = false; // a reply lost with the old socket must not block this sync
+        conversation.syncAgain = false;
+      }
+      if (this.useInbox) {
+        // the inbox reply says what to sync; should it not come (an older server), sync what we have
+        this.inbox();
+        clearTimeout(this._timers.inbox);
+        this._timers.inbox = setTimeout(() => this._syncTracked(), this.ackTimeoutMs);
+      } else {
+        this._syncTracked();
+      }
+      this._pump();
+      clearInterval(this._timers.keepalive);
+      this._timers.keepalive = setInterval(() => this._keepalive(), Math.min(this.keepaliveMs, 60000));
+    }
+
+    _syncTracked() {
+      for (const conversation of this.conversations.values()) {
+        if (conversation.tracked) this._sync(conversation, false);
+      }
+    }
+
+    /** Ask for the caller's open conversations (the reply arrives as onInbox). */
+    inbox() {
+      this._inboxSentAt = Date.now();
+      return this._send({ action: "inbox" });
+    }
+
+    _keepalive() {
+      if (Date.now() - this._lastSent < this.keepaliveMs) return;
+      // there is no ping action: a sync of a tracked conversation is the cheapest useful frame
+      const conversation = Array.from(this.conversations.values()).find((c) => c.tracked);
+      if (conversation) this._sync(conversation, true);
+    }
+
+    _setState(state, detail) {
+      this.state = state;
+      this._emit("onStatus", Object.assign({ state, attempt: this.attempt }, detail || {}));
+    }
+
+    _send(frame) {
+      if (!this.socket || this.socket.readyState !== 1) return false;
+      this.socket.send(JSON.stringify(frame));
+      this._lastSent = Date.now();
+      return true;
+    }
+
+    // ---------------------------------------------------------------- conversations
+
+    conversation(id) {
+      let c = this.conversations.get(id);
+      if (!c) {
+        c = { id, messages: new Map(), contiguous: 0, maxSeq: 0, tracked: false, status: null,
+              syncing: false, syncAgain: false, syncTimer: null, gapTimer: null, customer: null };
+        this.conversations.set(id, c);
+      }
+      return c;
+    }
+
+    /** Follow a conversation: sync it now and after every reconnect. */
+    track(id) {
+      if (!id || !ID_RE.test(id)) return null;
+      const c = this.conversation(id);
+      const wasTracked = c.tracked;
+      c.tracked = true;
+      if (!wasTracked) this.sync(id);
+      return c;
+    }
+
+    forget(id) {
+      const c = this.conversations.get(id);
+      if (!c) return;
+      clearTimeout(c.syncTimer);
+      clearTimeout(c.gapTimer);
+      this.conversations.delete(id);
+    }
+
+    /** Messages of a conversation in seq order. */
+    messages(id) {
+      const c = this.conversations.get(id);
+      return c ? Array.from(c.messages.values()).sort((a, b) => a.seq - b.seq) : [];
+    }
+
+    isMine(message) {
+      return !!message && !!message.sender && message.sender.role === this.role && message.sender.id === this.userId;
+    }
+
+    sync(id) {
+      const c = this.conversations.get(id) || this.conversation(id);
+      this._sync(c, false);
+    }
+
+    _sync(c, force) {
+      if (c.syncing && !force) {
+        c.syncAgain = true;
+        return;
+      }
+      const frame = { action: "sync", conversationId: c.id, afterSeq: c.contiguous };
+      if (this.syncLimit) frame.limit = this.syncLimit;
+      if (!this._send(frame)) return;
+      c.syncing = true;
+      clearTimeout(c.syncTimer);
+      // error frames do not say which request failed: do not wait for a reply forever
+      c.syncTimer = setTimeout(() => { c.syncing = false; }, this.ackTimeoutMs);
+    }
+
+    /** Merge one message (from a message frame, a sync, an assigned history or an ack). */
+    _merge(m, origin) {
+      if (!m || typeof m.seq !== "number" || !m.conversationId) return false;
+      const c = this.conversation(m.conversationId);
+      const own = origin === "ack" || this.isMine(m) ? this._takeFromOutbox(m.clientMessageId, m) : null;
+      if (c.messages.has(m.seq)) return false; // duplicate (conversationId, seq)
+      const message = {
+        conversationId: m.conversationId, seq: m.seq, clientMessageId: m.clientMessageId,
+        sender: m.sender || { role: this.role, id: this.userId, name: "" },
+        text: m.text, createdAt: m.createdAt, state: "sent",
+      };
+      c.messages.set(m.seq, message);
+      if (m.seq > c.maxSeq) c.maxSeq = m.seq;
+      while (c.messages.has(c.contiguous + 1)) c.contiguous += 1;
+      this._emit("onMessage", message, c, { origin, own: !!own });
+      return true;
+    }
+
+    _checkGap(c) {
+      if (c.maxSeq <= c.contiguous) return;
+      clearTimeout(c.gapTimer);
+      // wait briefly: the ack of our own message may be about to fill the hole
+      c.gapTimer = setTimeout(() => {
+        if (c.maxSeq > c.contiguous) this._sync(c, false);
+      }, this.gapDelayMs);
+    }
+
+    // ---------------------------------------------------------------- outgoing
+
+    /** Queue a message; returns the outbox entry (state "sending"), or throws on invalid text. */
+    send(text, conversationId) {
+      const checked = checkText(text);
+      if (!checked.ok) throw new RangeError(`text must be 1-${MAX_TEXT_CHARS} characters`);
+      if (!conversationId && this.role === "agent") throw new Error("agents must name the conversation");
+      const item = { clientMessageId: uuid(), conversationId: conversationId || null, text: checked.text,
+                     state: "sending", attempts: 0, error: null, createdAt: new Date().toISOString() };
+      this.outbox.push(item);
+      this._saveOutbox();
+      this._emit("onOutbox", item);
+      this._pump();
+      return item;
+    }
+
+    /** Send a failed message again, with the same clientMessageId. */
+    retry(clientMessageId) {
+      const item = this.outbox.find((i) => i.clientMessageId === clientMessageId);
+      if (!item || item.state !== "failed") return null;
+      Object.assign(item, { state: "sending", attempts: 0, error: null });
+      this._saveOutbox();
+      this._emit("onOutbox", item);
+      this._pump();
+      return item;
+    }
+
+    /** Drop a failed message from the outbox. */
+    discard(clientMessageId) {
+      const index = this.outbox.findIndex((i) => i.clientMessageId === clientMessageId && i.state === "failed");
+      if (index < 0) return;
+      const [item] = this.outbox.splice(index, 1);
+      item.state = "discarded";
+      this._emit("onOutbox", item);
+    }
+
+    _pump() {
+      if (this._inflight || !this.socket || this.socket.readyState !== 1) return;
+      const item = this.outbox.find((i) => i.state === "sending");
+      if (!item) return;
+      if (item.attempts >= this.maxAttempts) {
+        this._fail(item, { code: "no_ack", message: "no acknowledgement from the server" });
+        return this._pump();
+      }
+      const frame = { action: "message", clientMessageId: item.clientMessageId, text: item.text };
+      if (item.conversationId) frame.conversationId = item.conversationId;
+      item.attempts += 1;
+      this._inflight = item;
+      this._send(frame);
+      clearTimeout(this._timers.ack);
+      this._timers.ack = setTimeout(() => {
+        // no ack: the socket is probably dead; a new connection resends the message
+        if (this._inflight === item && this.socket) this.socket.close(4000, "ack timeout");
+      }, this.ackTimeoutMs);
+    }
+
+    _takeFromOutbox(clientMessageId, m) {
+      const index = this.outbox.findIndex((i) => i.clientMessageId === clientMessageId);
+      if (index < 0) return null;
+      const [item] = this.outbox.splice(index, 1);
+      Object.assign(item, { state: "sent", seq: m.seq, conversationId: m.conversationId, error: null });
+      if (this._inflight === item) {
+        this._inflight = null;
+        clearTimeout(this._timers.ack);
+      }
+      this._saveOutbox();
+      this._emit("onOutbox", item);
+      this._pump();
+      return item;
+    }
+
+    _fail(item, error) {
+      item.state = "failed";
+      item.error = error;
+      if (this._inflight === item) {
+        this._inflight = null;
+        clearTimeout(this._timers.ack);
+      }
+      this._saveOutbox();
+      this._emit("onOutbox", item);
+    }
+
+    _saveOutbox() {
+      if (!this.storage) return;
+      try {
+        const pending = this.outbox.filter((i) => i.state === "sending")
+          .map(({ clientMessageId, conversationId, text, createdAt }) => ({ clientMessageId, conversationId, text, createdAt }));
+        if (pending.length) this.storage.setItem(this.storageKey, JSON.stringify(pending));
+        else this.storage.removeItem(this.storageKey);
+      } catch (e) { /* storage full or disabled: the outbox stays in memory */ }
+    }
+
+    _restoreOutbox() {
+      if (!this.storage) return;
+      try {
+        const saved = JSON.parse(this.storage.getItem(this.storageKey) || "[]");
+        for (const s of saved) {
+          if (s && ID_RE.test(s.clientMessageId) && checkText(s.text).ok) {
+            this.outbox.push(Object.assign({ state: "sending", attempts: 0, error: null }, s));
+          }
+        }
+      } catch (e) { /* ignore a corrupt entry */ }
+    }
+
+    typing(conversationId, isTyping) {
+      return this._send({ action: "typing", conversationId, typing: isTyping !== false });
+    }
+
+    route(conversationId) {
+      return this._send({ action: "route", conversationId });
+    }
+
+    /** to: {agentId} or {group}. */
+    handoff(conversationId, to, note) {
+      return this._send({ action: "handoff", conversationId, to, note: note || "" });
+    }
+
+    // ---------------------------------------------------------------- incoming
+
+    _onRaw(data) {
+      let frame;
+      try {
+        frame = JSON.parse(data);
+      } catch (e) {
+        return this._emit("onError", { code: "bad_frame", message: "the server sent something that is not JSON" });
+      }
+      if (!frame || typeof frame !== "object") return;
+      this._emit("onFrame", frame);
+      switch (frame.type) {
+        case "message": {
+          const c = this.conversation(frame.conversationId);
+          this._merge(frame, "live");
+          this._checkGap(c);
+          break;
+        }
+        case "ack": {
+          const item = this.outbox.find((i) => i.clientMessageId === frame.clientMessageId);
+          const c = this.conversation(frame.conversationId);
+          if (item) {
+            this._merge({ conversationId: frame.conversationId, seq: frame.seq, clientMessageId: frame.clientMessageId,
+                          sender: { role: this.role, id: this.userId, name: "" }, text: item.text,
+                          createdAt: frame.createdAt }, "ack");
+          } else if (typeof frame.seq === "number" && !c.messages.has(frame.seq)) {
+            c.maxSeq = Math.max(c.maxSeq, frame.seq); // sent by an earlier page: its text comes with a sync
+          }
+          this._emit("onAck", frame, item || null);
+          this._checkGap(c);
+          break;
+        }
+        case "sync": {
+          const c = this.conversation(frame.conversationId);
+          const page = frame.messages || [];
+          for (const m of page) this._merge(m, "sync");
+          c.status = frame.status || c.status;
+          clearTimeout(c.syncTimer);
+          c.syncing = false;
+          // next page (hasMore), a hole still open, or a sync asked for meanwhile; never repeat a page
+          // that brought nothing, so a hole the server cannot fill does not loop
+          const more = (page.length > 0 && (frame.hasMore || c.maxSeq > c.contiguous)) || c.syncAgain;
+          c.syncAgain = false;
+          this._emit("onSync", frame, c);
+          if (more) this._sync(c, false);
+          break;
+        }
+        case "assigned": {
+          const c = this.conversation(frame.conversationId);
+          c.tracked = true;
+          c.assignedAt = Date.now();
+          c.customer = frame.customer || null;
+          c.status = "assigned";
+          for (const m of frame.history || []) this._merge(m, "history");
+          this._emit("onAssigned", frame, c);
+          this._sync(c, false); // history holds at most 200 messages; sync brings the rest
+          break;
+        }
+        case "inbox": {
+          clearTimeout(this._timers.inbox);
+          const listed = new Set();
+          for (const summary of frame.conversations || []) {
+            const c = this.conversation(summary.conversationId);
+            listed.add(c.id);
+            c.tracked = true;
+            c.customer = summary.customer || c.customer;
+            c.status = summary.status || c.status;
+            if (summary.lastSeq > c.contiguous || c.contiguous === 0) this._sync(c, false);
+          }
+          // no longer ours (transferred or closed while we were away): stop following; an "assigned"
+          // that arrived after the request may be missing from the reply and is kept
+          for (const c of this.conversations.values()) {
+            if (listed.has(c.id)) continue;
+            if (c.assignedAt && c.assignedAt >= (this._inboxSentAt || 0)) listed.add(c.id);
+            else c.tracked = false;
+          }
+          this._emit("onInbox", frame, Array.from(listed, (id) => this.conversations.get(id)));
+          break;
+        }
+        case "routed":
+          this.conversation(frame.conversationId).status = frame.status;
+          this._emit("onRouted", frame);
+          break;
+        case "routing":
+          this._emit("onRouting", frame);
+          break;
+        case "handoff":
+          this._emit("onHandoff", frame);
+          break;
+        case "typing":
+          this._emit("onTyping", frame);
+          break;
+        case "typing.ok":
+          break;
+        case "error":
+          this._onError(frame);
+          break;
+        default:
+          if (frame.message === "Internal server error") {
+            // the gateway's own frame: some handler failed, we cannot tell which request
+            this._retryInflight();
+            this._emit("onError", { type: "error", code: "internal_error", message: frame.message, requestId: frame.requestId });
+          }
+      }
+    }
+
+    _onError(frame) {
+      // only message frames are named in error frames
+      const item = frame.clientMessageId && this.outbox.find((i) => i.clientMessageId === frame.clientMessageId);
+      if (item && frame.code === "busy") {
+        if (this._inflight === item) this._retryInflight(); // retryable: same clientMessageId, a bit later
+        return this._emit("onError", frame, item);
+      }
+      if (item) {
+        this._fail(item, frame); // refused: waits for retry() or discard()
+        this._pump();
+      } else if (frame.code === "internal_error") {
+        this._retryInflight(); // error frames of other requests carry no id; a resend is harmless
+      }
+      this._emit("onError", frame, item || null);
+    }
+
+    _retryInflight() {
+      if (!this._inflight) return;
+      this._inflight = null;
+      clearTimeout(this._timers.ack);
+      clearTimeout(this._timers.retry);
+      this._timers.retry = setTimeout(() => this._pump(), 500 + Math.random() * 1500);
+    }
+
+    _emit(name, ...args) {
+      const fn = this[name];
+      if (typeof fn !== "function") return;
+      try {
+        fn.apply(this, args);
+      } catch (e) {
+        if (root.console) root.console.error(`kefu: ${name} handler failed`, e);
+      }
+    }
+  }
+
+  KefuClient.decodeToken = decodeToken;
+  KefuClient.checkText = checkText;
+  KefuClient.uuid = uuid;
+  KefuClient.MAX_TEXT_CHARS = MAX_TEXT_CHARS;
+
+  /** Where the API and the WebSocket live: <meta name="kefu-api"> / <meta name="kefu-ws">, else this origin. */
+  KefuClient.endpoints = function (doc, loc) {
+    const meta = (name) => {
+      const el = doc && doc.querySelector(`meta[name="${name}"]`);
+      return el && el.content ? el.content.replace(/\/+$/, "") : "";
+    };
+    const wsScheme = loc.protocol === "https:" ? "wss:" : "ws:";
+    return { api: meta("kefu-api") || `${loc.origin}/api`, ws: meta("kefu-ws") || `${wsScheme}//${loc.host}/ws` };
+  };
+
+  /**
+   * Optional DOM helper: renders one conversation into a list element (an <ol role="log">).
+   * All user text goes in with textContent, never as HTML.
+   */
+  class MessageList {
+    constructor(list, client, labels) {
+      this.list = list;
+      this.client = client;
+      this.labels = Object.assign({ me: "Me", sending: "Sending…", sent: "Sent", failed: "Not sent",
+                                    retry: "Retry", discard: "Discard" }, labels || {});
+      this.conversationId = null;
+      this.bySeq = new Map();
+      this.byCmid = new Map(); // own messages not yet placed by seq
+    }
+
+    /** Show a conversation (null: a customer's conversation that does not exist yet). */
+    show(conversationId) {
+      this.conversationId = conversationId || null;
+      this.list.replaceChildren();
+      this.bySeq.clear();
+      this.byCmid.clear();
+      if (this.conversationId) for (const m of this.client.messages(this.conversationId)) this.message(m);
+      for (const item of this.client.outbox) this.outbox(item);
+      this._scroll(true);
+    }
+
+    /** Adopt the conversation once a customer's first message has opened it. */
+    adopt(conversationId) {
+      if (!this.conversationId) this.conversationId = conversationId;
+    }
+
+    _mine(conversationId) {
+      return conversationId === this.conversationId || (!conversationId && this.client.role === "customer");
+    }
+
+    message(m) {
+      if (m.conversationId !== this.conversationId || this.bySeq.has(m.seq)) return;
+      const stick = this._nearBottom();
+      let li = this.byCmid.get(m.clientMessageId);
+      if (li && this.client.isMine(m)) this.byCmid.delete(m.clientMessageId);
+      else li = this._item(m.sender, m.clientMessageId);
+      this._fill(li, m.sender, m.text, m.createdAt, this.client.isMine(m) ? "sent" : null, m.seq);
+      this.bySeq.set(m.seq, li);
+      // place by seq; unsequenced (pending) items stay at the end
+      let next = null;
+      for (const [seq, other] of this.bySeq) if (seq > m.seq && (!next || seq < next.seq)) next = { seq, el: other };
+      const firstPending = Array.from(this.list.children).find((el) => !el.dataset.seq && el !== li);
+      this.list.insertBefore(li, next ? next.el : firstPending || null);
+      this._scroll(stick);
+    }
+
+    outbox(item) {
+      if (!this._mine(item.conversationId)) return;
+      if (item.state === "sent") return; // message() places it with its seq
+      const stick = this._nearBottom();
+      let li = this.byCmid.get(item.clientMessageId);
+      if (item.state === "discarded") {
+        if (li) li.remove();
+        this.byCmid.delete(item.clientMessageId);
+        return;
+      }
+      if (!li) {
+        li = this._item({ role: this.client.role, id: this.client.userId }, item.clientMessageId);
+        this.byCmid.set(item.clientMessageId, li);
+        this.list.appendChild(li);
+      }
+      this._fill(li, { role: this.client.role, id: this.client.userId }, item.text, item.createdAt, item.state, null, item);
+      this._scroll(stick);
+    }
+
+    _item(sender, clientMessageId) {
+      const li = document.createElement("li");
+      li.dataset.cmid = clientMessageId || "";
+      return li;
+    }
+
+    _fill(li, sender, text, createdAt, state, seq, item) {
+      const mine = sender && sender.role === this.client.role && sender.id === this.client.userId;
+      const kind = sender && sender.role === "system" ? "system" : mine ? "mine" : "theirs";
+      li.className = `msg ${kind}${state ? " " + state : ""}`;
+      if (seq) li.dataset.seq = String(seq);
+      const meta = document.createElement("div");
+      meta.className = "meta";
+      const who = document.createElement("span");
+      who.className = "who";
+      who.textContent = mine ? this.labels.me : (sender && (sender.name || sender.id)) || "";
+      const time = document.createElement("time");
+      if (createdAt) {
+        time.dateTime = createdAt;
+        time.textContent = new Date(createdAt).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
+      }
+      meta.append(who, time);
+      if (state) {
+        const badge = document.createElement("span");
+        badge.className = "state";
+        badge.textContent = this.labels[state] || state;
+        meta.append(badge);
+      }
+      const body = document.createElement("p");
+      body.className = "text";
+      body.textContent = text;
+      li.replaceChildren(meta, body);
+      if (state === "failed" && item) {
+        const why = document.createElement("p");
+        why.className = "why";
+        why.textContent = item.error ? `${item.error.code}: ${item.error.message}` : "";
+        const actions = document.createElement("div");
+        actions.className = "actions";
+        const retry = document.createElement("button");
+        retry.type = "button";
+        retry.textContent = this.labels.retry;
+        retry.onclick = () => this.client.retry(item.clientMessageId);
+        const discard = document.createElement("button");
+        discard.type = "button";
+        discard.className = "secondary";
+        discard.textContent = this.labels.discard;
+        discard.onclick = () => this.client.discard(item.clientMessageId);
+        actions.append(retry, discard);
+        li.append(why, actions);
+      }
+    }
+
+    _nearBottom() {
+      const el = this.list;
+      return el.scrollHeight - el.scrollTop - el.clientHeight < 80;
+    }
+
+    _scroll(stick) {
+      if (stick) this.list.scrollTop = this.list.scrollHeight;
+    }
+  }
+
+  KefuClient.MessageList = MessageList;
+
+  root.KefuClient = KefuClient;
+  if (typeof module === "object" && module.exports) module.exports = KefuClient;
+})(typeof globalThis !== "undefined" ? globalThis : this);
