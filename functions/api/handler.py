@@ -12,7 +12,7 @@ from pydantic import BaseModel, Field
 
 from kefu import tokens, wiring
 from kefu.errors import KefuError, NotFound, Unauthorized
-from kefu.websocket import logger
+from kefu.logs import logger
 
 app = APIGatewayRestResolver(enable_validation=True)
 store = wiring.store()

@@ -12,7 +12,7 @@ from aws_lambda_powertools.utilities.data_classes import DynamoDBStreamEvent, ev
 from aws_lambda_powertools.utilities.data_classes.dynamo_db_stream_event import DynamoDBRecordEventName
 
 from kefu import metrics, wiring
-from kefu.websocket import logger
+from kefu.logs import logger
 
 store = wiring.metrics_store()
 

@@ -6,7 +6,8 @@ other handlers know who is speaking without reading the database.
 
 from kefu import tokens, wiring
 from kefu.errors import Unauthorized
-from kefu.websocket import authorizer_context, logger
+from kefu.identity import authorizer_context
+from kefu.logs import logger
 
 store = wiring.store()
 

@@ -1,7 +1,8 @@
 """$connect: register the connection and attach it to the person's open conversations."""
 
 from kefu import wiring
-from kefu.websocket import logger, principal
+from kefu.identity import principal
+from kefu.logs import logger
 
 service = wiring.conversation_service()
 

@@ -1,7 +1,8 @@
 """$disconnect: forget the connection (best effort: API Gateway may never deliver this event)."""
 
 from kefu import wiring
-from kefu.websocket import logger, principal
+from kefu.identity import principal
+from kefu.logs import logger
 
 service = wiring.conversation_service()
 

@@ -334,3 +334,19 @@ def test_concurrent_senders_get_unique_contiguous_seqs(world):
     assert sorted(seqs) == list(range(min(seqs), min(seqs) + 24))
     history = agent.request({"action": "sync", "conversationId": conversation_id, "afterSeq": 0}, type="sync")
     assert [m["seq"] for m in history["messages"]] == list(range(1, max(seqs) + 1))
+
+
+def test_the_per_message_read_stays_small(world, store):
+    """The Query each message makes returns META and the fan-out list only, however long the conversation."""
+    from kefu.adapters.dynamodb import ConversationItem, conv_pk
+
+    world.agent("agent-1")
+    agent = world.agent_socket("agent-1")
+    customer = world.customer("cust-1")
+    conversation_id = open_conversation(world, customer, agent)
+    for i in range(10):
+        customer.request({"action": "message", "conversationId": conversation_id, "clientMessageId": f"m{i}",
+                          "text": "x"}, type="ack")
+    items = list(ConversationItem.query(conv_pk(world.workspace, conversation_id),
+                                        ConversationItem.sk.between("CONN#", "META")))
+    assert sorted(type(i).__name__ for i in items) == ["FanoutItem", "FanoutItem", "MetaItem"]

@@ -11,12 +11,14 @@ import logging
 import random
 import time
 from concurrent.futures import ThreadPoolExecutor
-from typing import Iterable
+from typing import TYPE_CHECKING, Iterable
 
-from . import frames
 from .errors import Busy, ConversationClosed, Forbidden, InvalidFrame, NoAgentAvailable, NotFound
 from .models import Agent, ConnectionRef, Conversation, Message, Principal, new_id, now_iso
 from .ports import AssignConflict, ConversationAlreadyOpen, DuplicateMessage, Notifier, SeqConflict, Store
+
+if TYPE_CHECKING:  # frames (pydantic) only types the arguments; $connect and $disconnect never load it
+    from . import frames
 
 log = logging.getLogger(__name__)
 

@@ -43,7 +43,8 @@ CONVERSATIONS = Table(
     env_var="KEFU_TABLE_CONVERSATIONS",
     local_name="kefu-conversations",
     # pk "{ws}#C#{conversationId}" holds META, CONN#{connectionId} (live fan-out
-    # targets), MSG#{seq:012d} and DEDUP#{senderKey}#{clientMessageId} items;
+    # targets), MSG#{seq:012d} and USED#{senderKey}#{clientMessageId} items (sorted after META,
+    # so that the per-message Query from CONN# to META reads only the fan-out list and META);
     # pk "{ws}#U#{customerId}" holds the OPEN pointer to the customer's open conversation.
     partition_key=Key("pk"),
     sort_key=Key("sk"),

@@ -5,42 +5,13 @@ from __future__ import annotations
 import json
 from typing import Callable
 
-from aws_lambda_powertools import Logger
-
 from . import frames
-from .errors import KefuError, Unauthorized
+from .errors import KefuError
+from .identity import principal
+from .logs import logger
 from .models import Principal
 
-logger = Logger(service="kefu")
-
 Route = Callable[[Principal, str, str | None, str], dict]
-
-
-def principal(event: dict) -> Principal:
-    """Who owns this connection: the context our authorizer returned at $connect, which API Gateway
-    attaches to every later event of the connection."""
-    context = (event.get("requestContext") or {}).get("authorizer") or {}
-    try:
-        tags = tuple(t for t in str(context.get("tags") or "").split(",") if t)
-        return Principal(
-            workspace=context["workspace"],
-            role=context["role"],
-            id=context["userId"],
-            name=context.get("name") or "",
-            tags=tags,
-            agent_role=context.get("agentRole") or None,
-        )
-    except KeyError:
-        raise Unauthorized("connection has no identity") from None
-
-
-def authorizer_context(who: Principal) -> dict[str, str]:
-    """The inverse of principal(): what the authorizer hands to API Gateway (string values only)."""
-    context = {"workspace": who.workspace, "role": who.role, "userId": who.id, "name": who.name,
-               "tags": ",".join(who.tags)}
-    if who.agent_role:
-        context["agentRole"] = who.agent_role
-    return context
 
 
 def reply(frame: dict) -> dict:

@@ -2,8 +2,9 @@
 
 Item layout (see schema.py): a conversation is one partition "{ws}#C#{id}" holding its
 META item, one CONN# item per live connection of its participants (the fan-out list,
-read together with META in one Query), MSG# items keyed by zero-padded seq, and DEDUP#
-items that make a clientMessageId usable once. Invariants are conditions in DynamoDB:
+read together with META in one Query), MSG# items keyed by zero-padded seq, and USED#
+items that make a clientMessageId usable once (they sort after META and MSG#, out of the
+way of the per-message Query). Invariants are conditions in DynamoDB:
 the next seq, one open conversation per customer, an agent's capacity.
 """
 
@@ -376,7 +377,7 @@ class DynamoStore:
         pk = conv_pk(conversation.workspace, conversation.id)
         try:
             with self._tx() as tx:
-                tx.save(DedupItem(pk, f"DEDUP#{sender_key}#{message.client_message_id}", seq=message.seq),
+                tx.save(DedupItem(pk, f"USED#{sender_key}#{message.client_message_id}", seq=message.seq),
                         condition=DedupItem.pk.does_not_exist())
                 tx.update(
                     MetaItem(pk, "META"),
@@ -407,7 +408,7 @@ class DynamoStore:
 
     def find_message(self, workspace: str, conversation_id: str, sender_key: str, client_message_id: str) -> Message | None:
         pk = conv_pk(workspace, conversation_id)
-        dedup = _get(DedupItem, pk, f"DEDUP#{sender_key}#{client_message_id}")
+        dedup = _get(DedupItem, pk, f"USED#{sender_key}#{client_message_id}")
         if not isinstance(dedup, DedupItem):
             return None
         item = _get(MessageItem, pk, msg_sk(int(dedup.seq)))
