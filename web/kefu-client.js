@@ -21,16 +21,30 @@
  *    (a gap) triggers a sync;
  *  - agents ask for their inbox after each (re)connect and follow exactly the conversations it
  *    lists (a reload or a transfer made elsewhere is picked up);
- *  - a "busy" refusal is retried after a short random delay, with the same clientMessageId.
+ *  - a "busy" refusal is retried after a short random delay, with the same clientMessageId;
+ *  - message, sync, inbox, route and handoff frames carry a requestId; the server echoes it on the
+ *    direct reply or error, so each reply and error is matched to its request (the `request`
+ *    argument of the callbacks below: {requestId, action, conversationId, sentAt, ...}, or null
+ *    for frames the server pushes and for replies from an older server that does not echo);
+ *  - an `assigned` frame whose history does not reach back to seq 1 (historyComplete false) is
+ *    not synced from seq 1: the conversation's `floor` is the seq below which messages are not
+ *    loaded, and loadEarlier(id) fetches the 200 before it.
  *
- * Events are plain callback properties: onStatus, onMessage, onOutbox, onAck, onError,
- * onAssigned, onInbox, onRouted, onRouting, onHandoff, onTyping, onSync, onFrame.
+ * Events are plain callback properties: onStatus, onMessage(message, conversation, {origin, own}),
+ * onOutbox(item), onAck(frame, item, request), onError(frame, item, request), onAssigned(frame, c),
+ * onInbox(frame, conversations, request), onRouted(frame, request), onRouting(frame),
+ * onHandoff(frame, request), onTyping(frame), onSync(frame, c, request), onFrame(frame).
+ * onError also reports requests that got no reply: code "no_reply" (route, handoff, loadEarlier).
  */
 (function (root) {
   "use strict";
 
   const MAX_TEXT_CHARS = 4000; // code points, after trimming (the server strips whitespace)
   const ID_RE = /^[A-Za-z0-9_.:\-]{1,64}$/;
+  // handoff to.group: ^[\w.:\-]+$ with Unicode \w as the server's regex engine defines it (letters, marks and
+  // digits of any script, connector punctuation such as _), 1-64 characters: 售后, 技术, billing
+  const GROUP_RE = /^[\p{Alphabetic}\p{M}\p{Nd}\p{Pc}\p{Join_Control}.:\-]{1,64}$/u;
+  const PAGE = 200; // the server's largest sync page
 
   function uuid() {
     const c = root.crypto;
@@ -91,6 +105,9 @@
       this.conversations = new Map(); // id -> {id, messages: Map(seq -> message), contiguous, maxSeq, ...}
       this.outbox = []; // {clientMessageId, conversationId, text, state, attempts, error}
       this._inflight = null;
+      this._requests = new Map(); // requestId -> {requestId, action, conversationId, sentAt, timer, ...}
+      this._requestPrefix = uuid().slice(0, 8);
+      this._requestCount = 0;
       this._timers = { reconnect: null, ack: null, keepalive: null, inbox: null, retry: null };
       this._openedAt = 0;
       this._lastSent = 0;
@@ -133,6 +150,8 @@
         clearTimeout(this._timers.inbox);
         clearTimeout(this._timers.retry);
         clearInterval(this._timers.keepalive);
+        // replies are sent on the connection of the request: those still awaited will not come
+        for (const requestId of Array.from(this._requests.keys())) this._requestLost(requestId, "closed");
         if (this._stopped) return this._setState("closed", { code: event.code, reason: event.reason });
         // a connection that lived a while starts the backoff afresh (idle timeout, 2-hour limit)
         if (opened && Date.now() - this._openedAt > 5000) this.attempt = 0;
@@ -187,6 +206,7 @@
         clearTimeout(conversation.syncTimer);
         conversation.syncing = false; // a reply lost with the old socket must not block this sync
         conversation.syncAgain = false;
+        conversation.loadingEarlier = false;
       }
       if (this.useInbox) {
         // the inbox reply says what to sync; should it not come (an older server), sync what we have
@@ -207,10 +227,10 @@
       }
     }
 
-    /** Ask for the caller's open conversations (the reply arrives as onInbox). */
+    /** Ask for the caller's open conversations (the reply arrives as onInbox). Returns the requestId, or false. */
     inbox() {
       this._inboxSentAt = Date.now();
-      return this._send({ action: "inbox" });
+      return this._request({ action: "inbox" });
     }
 
     _keepalive() {
@@ -232,13 +252,52 @@
       return true;
     }
 
+    /** Send a frame with a fresh requestId, which the reply or error echoes. Returns the requestId, or false. */
+    _request(frame, meta) {
+      const requestId = `${this._requestPrefix}-${(this._requestCount += 1).toString(36)}`;
+      if (!this._send(Object.assign({}, frame, { requestId }))) return false;
+      const request = Object.assign({ requestId, action: frame.action, conversationId: frame.conversationId || null,
+                                      sentAt: Date.now() }, meta || {});
+      request.timer = setTimeout(() => this._requestLost(requestId, "timeout"), this.ackTimeoutMs);
+      this._requests.set(requestId, request);
+      return requestId;
+    }
+
+    /** The request a server frame answers (by its echoed requestId), or null. */
+    _takeRequest(frame) {
+      // the gateway's own error frame has a requestId of API Gateway's, and no type
+      if (!frame.type || typeof frame.requestId !== "string") return null;
+      const request = this._requests.get(frame.requestId);
+      if (!request) return null;
+      this._requests.delete(frame.requestId);
+      clearTimeout(request.timer);
+      return request;
+    }
+
+    /** No reply will come (timeout, or the connection closed): tell the page about the actions a person started. */
+    _requestLost(requestId, why) {
+      const request = this._requests.get(requestId);
+      if (!request) return;
+      this._requests.delete(requestId);
+      clearTimeout(request.timer);
+      if (request.kind === "earlier") {
+        const c = this.conversations.get(request.conversationId);
+        if (c) c.loadingEarlier = false;
+      }
+      if (request.action === "route" || request.action === "handoff" || request.kind === "earlier") {
+        const message = why === "closed" ? "the connection closed before the reply came" : "no reply from the server";
+        this._emit("onError", { type: "error", code: "no_reply", message, requestId }, null, request);
+      }
+    }
+
     // ---------------------------------------------------------------- conversations
 
     conversation(id) {
       let c = this.conversations.get(id);
       if (!c) {
         c = { id, messages: new Map(), contiguous: 0, maxSeq: 0, tracked: false, status: null,
-              syncing: false, syncAgain: false, syncTimer: null, gapTimer: null, customer: null };
+              syncing: false, syncAgain: false, syncTimer: null, syncRequestId: null, gapTimer: null, customer: null,
+              floor: 0, loadingEarlier: false }; // floor: messages 1..floor are not loaded (see loadEarlier)
         this.conversations.set(id, c);
       }
       return c;
@@ -284,11 +343,31 @@
       }
       const frame = { action: "sync", conversationId: c.id, afterSeq: c.contiguous };
       if (this.syncLimit) frame.limit = this.syncLimit;
-      if (!this._send(frame)) return;
+      const requestId = this._request(frame);
+      if (!requestId) return;
       c.syncing = true;
+      c.syncRequestId = requestId;
       clearTimeout(c.syncTimer);
-      // error frames do not say which request failed: do not wait for a reply forever
+      // a reply can be lost (a failed handler, an older server without requestIds): do not wait forever
       c.syncTimer = setTimeout(() => { c.syncing = false; }, this.ackTimeoutMs);
+    }
+
+    /**
+     * Load up to `count` (at most 200) messages below the conversation's floor: an agent given a long
+     * conversation gets only its latest messages in `assigned`. Sync reads forwards only, so this asks
+     * for the page that ends at the floor (seqs have no gaps). Returns the requestId, or false when
+     * there is nothing earlier to load, a load is under way, or the socket is not open. The messages
+     * arrive as onMessage with origin "earlier", then onSync(frame, c, request) with request.kind "earlier".
+     */
+    loadEarlier(id, count) {
+      const c = this.conversations.get(id);
+      if (!c || !(c.floor > 0) || c.loadingEarlier) return false;
+      const limit = Math.min(PAGE, Math.max(1, count || PAGE), c.floor);
+      const afterSeq = c.floor - limit;
+      const requestId = this._request({ action: "sync", conversationId: c.id, afterSeq, limit },
+                                      { kind: "earlier", afterSeq, floor: c.floor });
+      if (requestId) c.loadingEarlier = true;
+      return requestId;
     }
 
     /** Merge one message (from a message frame, a sync, an assigned history or an ack). */
@@ -305,6 +384,7 @@
       c.messages.set(m.seq, message);
       if (m.seq > c.maxSeq) c.maxSeq = m.seq;
       while (c.messages.has(c.contiguous + 1)) c.contiguous += 1;
+      while (c.floor > 0 && c.messages.has(c.floor)) c.floor -= 1; // the messages below the floor came anyway
       this._emit("onMessage", message, c, { origin, own: !!own });
       return true;
     }
@@ -366,7 +446,8 @@
       if (item.conversationId) frame.conversationId = item.conversationId;
       item.attempts += 1;
       this._inflight = item;
-      this._send(frame);
+      // the requestId names the message also in the few errors without its clientMessageId
+      this._request(frame, { clientMessageId: item.clientMessageId });
       clearTimeout(this._timers.ack);
       this._timers.ack = setTimeout(() => {
         // no ack: the socket is probably dead; a new connection resends the message
@@ -426,13 +507,17 @@
       return this._send({ action: "typing", conversationId, typing: isTyping !== false });
     }
 
+    /** Ask for a human. Returns the requestId (the reply comes as onRouted, a refusal as onError), or false. */
     route(conversationId) {
-      return this._send({ action: "route", conversationId });
+      return this._request({ action: "route", conversationId });
     }
 
-    /** to: {agentId} or {group}. */
+    /**
+     * Transfer a conversation; to: {agentId} or {group}. Returns the requestId (success comes as
+     * onHandoff, a refusal as onError with the same request), or false when not connected.
+     */
     handoff(conversationId, to, note) {
-      return this._send({ action: "handoff", conversationId, to, note: note || "" });
+      return this._request({ action: "handoff", conversationId, to, note: note || "" });
     }
 
     // ---------------------------------------------------------------- incoming
@@ -446,6 +531,7 @@
       }
       if (!frame || typeof frame !== "object") return;
       this._emit("onFrame", frame);
+      const request = this._takeRequest(frame);
       switch (frame.type) {
         case "message": {
           const c = this.conversation(frame.conversationId);
@@ -463,22 +549,35 @@
           } else if (typeof frame.seq === "number" && !c.messages.has(frame.seq)) {
             c.maxSeq = Math.max(c.maxSeq, frame.seq); // sent by an earlier page: its text comes with a sync
           }
-          this._emit("onAck", frame, item || null);
+          this._emit("onAck", frame, item || null, request);
           this._checkGap(c);
           break;
         }
         case "sync": {
           const c = this.conversation(frame.conversationId);
           const page = frame.messages || [];
-          for (const m of page) this._merge(m, "sync");
           c.status = frame.status || c.status;
-          clearTimeout(c.syncTimer);
-          c.syncing = false;
-          // next page (hasMore), a hole still open, or a sync asked for meanwhile; never repeat a page
-          // that brought nothing, so a hole the server cannot fill does not loop
-          const more = (page.length > 0 && (frame.hasMore || c.maxSeq > c.contiguous)) || c.syncAgain;
-          c.syncAgain = false;
-          this._emit("onSync", frame, c);
+          if (request && request.kind === "earlier") {
+            for (const m of page) if (m && m.seq <= request.floor) this._merge(m, "earlier");
+            c.floor = Math.min(c.floor, request.afterSeq); // seqs have no gaps: (afterSeq, floor] are here now
+            c.loadingEarlier = false;
+            this._emit("onSync", frame, c, request);
+            break;
+          }
+          for (const m of page) this._merge(m, "sync");
+          // the reply to an older sync while a newer one is out (the keepalive's): keep its messages and
+          // let the newer reply decide what comes next
+          const current = !c.syncing || !frame.requestId || frame.requestId === c.syncRequestId;
+          let more = false;
+          if (current) {
+            clearTimeout(c.syncTimer);
+            c.syncing = false;
+            // next page (hasMore), a hole still open, or a sync asked for meanwhile; never repeat a page
+            // that brought nothing, so a hole the server cannot fill does not loop
+            more = (page.length > 0 && (frame.hasMore || c.maxSeq > c.contiguous)) || c.syncAgain;
+            c.syncAgain = false;
+          }
+          this._emit("onSync", frame, c, request);
           if (more) this._sync(c, false);
           break;
         }
@@ -488,9 +587,16 @@
           c.assignedAt = Date.now();
           c.customer = frame.customer || null;
           c.status = "assigned";
-          for (const m of frame.history || []) this._merge(m, "history");
+          const history = frame.history || [];
+          const first = history.length && typeof history[0].seq === "number" ? history[0].seq : 1;
+          if (frame.historyComplete === false && c.contiguous < first - 1) {
+            // the latest messages only: what lies below is loaded on demand (loadEarlier), not synced from seq 1
+            c.floor = first - 1;
+            c.contiguous = c.floor;
+          }
+          for (const m of history) this._merge(m, "history");
           this._emit("onAssigned", frame, c);
-          this._sync(c, false); // history holds at most 200 messages; sync brings the rest
+          this._sync(c, false); // messages stored after the history was read
           break;
         }
         case "inbox": {
@@ -506,23 +612,25 @@
           }
           // no longer ours (transferred or closed while we were away): stop following; an "assigned"
           // that arrived after the request may be missing from the reply and is kept
+          const askedAt = request ? request.sentAt : this._inboxSentAt || 0;
           for (const c of this.conversations.values()) {
             if (listed.has(c.id)) continue;
-            if (c.assignedAt && c.assignedAt >= (this._inboxSentAt || 0)) listed.add(c.id);
+            if (c.assignedAt && c.assignedAt >= askedAt) listed.add(c.id);
             else c.tracked = false;
           }
-          this._emit("onInbox", frame, Array.from(listed, (id) => this.conversations.get(id)));
+          this._emit("onInbox", frame, Array.from(listed, (id) => this.conversations.get(id)), request);
           break;
         }
         case "routed":
+          // the reply to route (request set), or pushed when a new conversation was routed automatically
           this.conversation(frame.conversationId).status = frame.status;
-          this._emit("onRouted", frame);
+          this._emit("onRouted", frame, request);
           break;
         case "routing":
           this._emit("onRouting", frame);
           break;
         case "handoff":
-          this._emit("onHandoff", frame);
+          this._emit("onHandoff", frame, request);
           break;
         case "typing":
           this._emit("onTyping", frame);
@@ -530,7 +638,7 @@
         case "typing.ok":
           break;
         case "error":
-          this._onError(frame);
+          this._onError(frame, request);
           break;
         default:
           if (frame.message === "Internal server error") {
@@ -541,20 +649,29 @@
       }
     }
 
-    _onError(frame) {
-      // only message frames are named in error frames
-      const item = frame.clientMessageId && this.outbox.find((i) => i.clientMessageId === frame.clientMessageId);
-      if (item && frame.code === "busy") {
+    _onError(frame, request) {
+      // a message's refusals name it by clientMessageId; its requestId also names it in the few errors
+      // without one (busy while routing a new conversation, internal_error)
+      const cmid = frame.clientMessageId || (request && request.clientMessageId);
+      const item = (cmid && this.outbox.find((i) => i.clientMessageId === cmid)) || null;
+      if (item && (frame.code === "busy" || frame.code === "internal_error")) {
         if (this._inflight === item) this._retryInflight(); // retryable: same clientMessageId, a bit later
-        return this._emit("onError", frame, item);
+        return this._emit("onError", frame, item, request);
       }
       if (item) {
         this._fail(item, frame); // refused: waits for retry() or discard()
         this._pump();
-      } else if (frame.code === "internal_error") {
-        this._retryInflight(); // error frames of other requests carry no id; a resend is harmless
+      } else if (request && request.action === "sync") {
+        const c = this.conversations.get(request.conversationId);
+        if (c && request.kind === "earlier") c.loadingEarlier = false;
+        else if (c && c.syncRequestId === request.requestId) {
+          clearTimeout(c.syncTimer); // answered: the next sync need not wait for the timeout
+          c.syncing = false;
+        }
+      } else if (!request && frame.code === "internal_error") {
+        this._retryInflight(); // an error we cannot match (an older server): a resend is harmless
       }
-      this._emit("onError", frame, item || null);
+      this._emit("onError", frame, item, request);
     }
 
     _retryInflight() {
@@ -578,6 +695,8 @@
 
   KefuClient.decodeToken = decodeToken;
   KefuClient.checkText = checkText;
+  KefuClient.isId = (value) => typeof value === "string" && ID_RE.test(value);
+  KefuClient.isGroup = (value) => typeof value === "string" && GROUP_RE.test(value);
   KefuClient.uuid = uuid;
   KefuClient.MAX_TEXT_CHARS = MAX_TEXT_CHARS;
 
