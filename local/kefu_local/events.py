@@ -11,7 +11,6 @@ import secrets
 import time
 import uuid
 from datetime import datetime, timezone
-from email.utils import format_datetime
 
 ACCOUNT = "000000000000"
 REGION = "us-east-1"
@@ -135,10 +134,6 @@ def rest_request(method: str, path: str, headers: dict, query: dict[str, list[st
         "body": text,
         "isBase64Encoded": is_b64,
     }
-
-
-def http_date(epoch_s: float) -> str:
-    return format_datetime(datetime.fromtimestamp(epoch_s, timezone.utc), usegmt=True)
 
 
 class LambdaContext:

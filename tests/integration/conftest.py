@@ -128,6 +128,18 @@ def world(stack, store, signing_key):
     w.close()
 
 
+def chat(world, messages: int = 0) -> tuple[Socket, Socket, str]:
+    """A customer and an agent in an open conversation, plus `messages` more customer messages."""
+    world.agent("agent-1")
+    agent = world.agent_socket("agent-1")
+    customer = world.customer("cust-1")
+    conversation_id = open_conversation(world, customer, agent)
+    for i in range(messages):
+        customer.request({"action": "message", "conversationId": conversation_id, "clientMessageId": f"m{i}",
+                          "text": f"line {i}"}, type="ack")
+    return customer, agent, conversation_id
+
+
 def open_conversation(world, customer: Socket, agent: Socket, text: str = "你好，我的订单还没到") -> str:
     """Customer's first message; returns the conversation id once the agent has it."""
     ack = customer.request({"action": "message", "clientMessageId": "open-1", "text": text}, type="ack")

@@ -9,7 +9,7 @@ import pytest
 from botocore.exceptions import ClientError
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
-from .conftest import open_conversation
+from .conftest import chat, open_conversation
 
 pytestmark = pytest.mark.integration
 
@@ -138,10 +138,7 @@ def _assigned_to(socket, conversation_id) -> bool:
 
 @pytest.fixture
 def talking(world):
-    world.agent("agent-1")
-    agent = world.agent_socket("agent-1")
-    customer = world.customer("cust-1")
-    return customer, agent, open_conversation(world, customer, agent)
+    return chat(world)
 
 
 @pytest.mark.parametrize(
@@ -340,13 +337,7 @@ def test_the_per_message_read_stays_small(world, store):
     """The Query each message makes returns META and the fan-out list only, however long the conversation."""
     from kefu.adapters.dynamodb import ConversationItem, conv_pk
 
-    world.agent("agent-1")
-    agent = world.agent_socket("agent-1")
-    customer = world.customer("cust-1")
-    conversation_id = open_conversation(world, customer, agent)
-    for i in range(10):
-        customer.request({"action": "message", "conversationId": conversation_id, "clientMessageId": f"m{i}",
-                          "text": "x"}, type="ack")
+    _, _, conversation_id = chat(world, messages=10)
     items = list(ConversationItem.query(conv_pk(world.workspace, conversation_id),
                                         ConversationItem.sk.between("CONN#", "META")))
     assert sorted(type(i).__name__ for i in items) == ["FanoutItem", "FanoutItem", "MetaItem"]

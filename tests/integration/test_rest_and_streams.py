@@ -7,7 +7,7 @@ import time
 import pytest
 import requests
 
-from .conftest import open_conversation
+from .conftest import chat
 
 pytestmark = pytest.mark.integration
 
@@ -44,13 +44,7 @@ def test_visitor_token_rejects_bad_body(world, stack):
 
 
 def test_message_history_over_rest(world, stack):
-    world.agent("agent-1")
-    agent = world.agent_socket("agent-1")
-    customer = world.customer("cust-1")
-    conversation_id = open_conversation(world, customer, agent)
-    for i in range(4):
-        customer.request({"action": "message", "conversationId": conversation_id, "clientMessageId": f"m{i}",
-                          "text": f"line {i}"}, type="ack")
+    _, _, conversation_id = chat(world, messages=4)
     url = f"{stack.api_url}/conversations/{conversation_id}/messages"
     auth = {"Authorization": "Bearer " + world.token("visitor", "cust-1")}
     page = requests.get(url, params={"afterSeq": 0, "limit": 3}, headers=auth, timeout=10).json()
@@ -79,13 +73,7 @@ def test_unknown_route_is_404_not_500(stack):
 def test_stream_handler_aggregates_counters(world, stack):
     from kefu import wiring
 
-    world.agent("agent-1")
-    agent = world.agent_socket("agent-1")
-    customer = world.customer("cust-1")
-    conversation_id = open_conversation(world, customer, agent)
-    for i in range(3):
-        customer.request({"action": "message", "conversationId": conversation_id, "clientMessageId": f"m{i}",
-                          "text": "x"}, type="ack")
+    chat(world, messages=3)
     metrics = wiring.metrics_store()
     deadline = time.monotonic() + 15
     while True:

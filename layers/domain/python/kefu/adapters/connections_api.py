@@ -31,9 +31,3 @@ class ConnectionsApi:
             # a delivery failure must not fail the send for anybody else; the receiver syncs on reconnect
             log.warning("post_to_connection failed", extra={"code": code, "connection_id": connection_id})
             return True
-
-    def disconnect(self, connection_id: str) -> None:
-        try:
-            self._client.delete_connection(ConnectionId=connection_id)
-        except ClientError:
-            pass
