@@ -1091,7 +1091,6 @@ def _report(conversations, messages, n_agents, clients: _Clients, meter: _Meter,
     if not external:
         ddb = phases["steady"]["ddb"]["requests"]
         stream_requests = Counter({k: v for k, v in ddb.get("stream", {}).items() if k.startswith("dynamodb.")})
-        message_path_requests = Counter({k: v for k, v in ddb.get("handlers", {}).items() if k.startswith("dynamodb.")})
 
     def by_source(phase: str) -> dict | None:
         if external:
