@@ -1087,7 +1087,6 @@ def _report(conversations, messages, n_agents, clients: _Clients, meter: _Meter,
     # ---------------------------------------------------------------- requests and CPU
     handler_cpu = {f: v for f, v in steady_stats["cpu_ms"].items() if f != "stream_metrics"}
     stream_requests = Counter()
-    message_path_requests = Counter()
     if not external:
         ddb = phases["steady"]["ddb"]["requests"]
         stream_requests = Counter({k: v for k, v in ddb.get("stream", {}).items() if k.startswith("dynamodb.")})
