@@ -896,6 +896,7 @@ def _lambda_env(function_name: str, home: str) -> dict:
         "POWERTOOLS_METRICS_NAMESPACE": "kefu",
     }
     env.update({table.env_var: table.local_name for table in schema.TABLES.values()})
+    env.update({queue.env_var: f"http://127.0.0.1:9/000000000000/{queue.local_name}" for queue in schema.QUEUES.values()})
     return env
 
 

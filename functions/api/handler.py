@@ -2,22 +2,29 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Literal
 
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
 from aws_lambda_powertools.event_handler.exceptions import NotFoundError
 from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
 from aws_lambda_powertools.event_handler.openapi.params import Query
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, StringConstraints
 
 from kefu import tokens, wiring
-from kefu.errors import KefuError, NotFound, Unauthorized
+from kefu.errors import Forbidden, InvalidFrame, KefuError, NotFound, Unauthorized
+from kefu.models import Agent
+from kefu.routing import RoutingSettings
 from kefu.logs import logger
 
 app = APIGatewayRestResolver(enable_validation=True)
 store = wiring.store()
 
-STATUS = {"unauthorized": 401, "forbidden": 403, "not_found": 404, "conflict": 409}
+STATUS = {"unauthorized": 401, "forbidden": 403, "not_found": 404, "conflict": 409, "invalid_frame": 422}
+RANK = {"agent": 0, "supervisor": 1, "admin": 2}
+MAX_CAPACITY = 50  # concurrent conversations; more is a typo, not a workload
+
+SkillGroup = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=r"^[\w.:\-]+$")]
+LanguageCode = Annotated[str, StringConstraints(min_length=2, max_length=16, pattern=r"^[A-Za-z]{2,3}(-[A-Za-z0-9]+)*$")]
 
 
 class VisitorTokenRequest(BaseModel):
@@ -60,6 +67,65 @@ def messages(
     page = store.messages_after(who.workspace, conversation_id, afterSeq, limit + 1)
     items = [m.public() for m in page[:limit]]
     return {"items": items, "nextAfterSeq": items[-1]["seq"] if len(page) > limit else None}
+
+
+class AgentProfile(BaseModel):
+    name: str = Field(min_length=1, max_length=80)
+    role: Literal["agent", "supervisor", "admin"] = "agent"
+    groups: list[SkillGroup] = Field(default_factory=list, max_length=20)
+    languages: list[LanguageCode] = Field(default_factory=lambda: ["zh"], min_length=1, max_length=10)
+    maxConcurrent: int = Field(default=5, ge=1, le=MAX_CAPACITY)
+
+
+@app.get("/workspaces/<workspace>/agents")
+def list_agents(workspace: str) -> dict:
+    """Every agent with presence and load (supervisors and admins)."""
+    _staff(workspace, "supervisor")
+    return {"items": [a.public() for a in store.list_agents(workspace)]}
+
+
+@app.put("/workspaces/<workspace>/agents/<agent_id>")
+def put_agent(workspace: str, agent_id: str, body: AgentProfile) -> dict:
+    """Create or update an agent's profile (admins). Presence and load are the agent's own business."""
+    _staff(workspace, "admin")
+    if not tokens.ID_RE.match(agent_id):
+        raise InvalidFrame("agent id: letters, digits and _ . : - only, at most 64")
+    agent = store.save_agent_profile(Agent(workspace, agent_id, body.name, role=body.role, groups=tuple(body.groups),
+                                           languages=tuple(body.languages), max_concurrent=body.maxConcurrent))
+    return agent.public()
+
+
+@app.get("/workspaces/<workspace>/routing")
+def get_routing(workspace: str) -> dict:
+    _staff(workspace, "supervisor")
+    return RoutingSettings.from_dict(store.settings(workspace)).to_dict()
+
+
+@app.put("/workspaces/<workspace>/routing")
+def put_routing(workspace: str, body: dict) -> dict:
+    """Strategies per workspace and group, fallback and VIP groups, business hours, grace period (admins)."""
+    _staff(workspace, "admin")
+    try:
+        settings = RoutingSettings.from_dict(body)
+    except (ValueError, TypeError, AttributeError) as error:
+        raise InvalidFrame(f"routing settings: {error}") from None
+    if not 5 <= settings.grace_seconds <= 900:
+        raise InvalidFrame("graceSeconds must be between 5 and 900")
+    store.put_settings(workspace, settings.to_dict())
+    return settings.to_dict()
+
+
+def _staff(workspace: str, at_least: str):
+    """The calling agent of this workspace, if their role (from the directory, not the token) suffices."""
+    who = _caller()
+    if who.role != "agent" or who.workspace != workspace:
+        raise NotFound("no such workspace")
+    agent = store.get_agent(workspace, who.id)
+    if agent is None:
+        raise Unauthorized("unknown agent")
+    if RANK.get(agent.role, -1) < RANK[at_least]:
+        raise Forbidden(f"this needs the {at_least} role")
+    return agent
 
 
 def _caller():

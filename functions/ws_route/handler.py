@@ -1,10 +1,20 @@
-"""route: the customer asks for a human; assign the conversation to an available agent."""
+"""route, cancel, close, offline_form: a conversation's way to a human, out of the queue, and to its end."""
 
 from kefu import frames, wiring
 from kefu.websocket import route_handler
 
-service = wiring.conversation_service()
+router = wiring.router()
 
-handler = route_handler(
-    lambda who, _cid, body, _key: service.route(who, frames.parse(body, frames.RouteFrame).conversationId)
-)
+ROUTES = {
+    "route": lambda who, frame: router.route(who, frame),
+    "cancel": lambda who, frame: router.cancel(who, frame),
+    "close": lambda who, frame: router.close(who, frame),
+    "offline_form": lambda who, frame: router.offline_form(who, frame),
+}
+
+
+def _route(who, connection_id, body, route_key):
+    return ROUTES[route_key](who, frames.parse(body, frames.FRAMES[route_key]))
+
+
+handler = route_handler(_route)

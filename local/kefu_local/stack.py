@@ -16,6 +16,7 @@ from kefu import schema
 
 from . import config
 from .gateway import Gateway
+from .queues import QueuePoller, create_queues
 from .runtime import STATS, LambdaRuntime, install_request_counter
 from .services import LOCAL_CREDENTIALS, MotoServer, SearchServer, create_tables, free_port
 from .streams import StreamPoller
@@ -34,7 +35,7 @@ class LocalStack:
         self.log_dir.mkdir(parents=True, exist_ok=True)
         self.moto = MotoServer(host="127.0.0.1", log_file=self.log_dir / "moto.log")
         self.search = SearchServer()
-        self.pollers: list[StreamPoller] = []
+        self.pollers: list[StreamPoller | QueuePoller] = []
         self._loop: asyncio.AbstractEventLoop | None = None
         self._runner = None
         self._thread: threading.Thread | None = None
@@ -93,6 +94,9 @@ class LocalStack:
         create_tables(dynamodb)
         secrets = self.client("secretsmanager")
         secrets.create_secret(Name=schema.LOCAL_JWT_SECRET_NAME, SecretString=config.signing_key())
+        sqs = self.client("sqs")
+        self.queue_urls = create_queues(sqs)
+        os.environ.update({schema.QUEUES[q].env_var: url for q, url in self.queue_urls.items()})
 
         install_request_counter()
         runtime = LambdaRuntime(config.ROOT / "functions")
@@ -109,6 +113,10 @@ class LocalStack:
         for function in schema.FUNCTIONS:
             if function.stream_of:
                 poller = StreamPoller(runtime, function, dynamodb, streams)
+                poller.start()
+                self.pollers.append(poller)
+            if function.consumes:
+                poller = QueuePoller(runtime, function, sqs, self.queue_urls[function.consumes])
                 poller.start()
                 self.pollers.append(poller)
         STATS.reset()

@@ -102,6 +102,10 @@ class World:
         self.store.put_agent(agent)
         return agent
 
+    def settings(self, **settings) -> None:
+        """Routing settings of this workspace (grace periods of a second or two keep tests fast)."""
+        self.store.put_settings(self.workspace, settings)
+
     def token(self, kind: str, subject: str | None = None, **kw) -> str:
         return tokens.issue(self.key, kind=kind, workspace=kw.pop("workspace", self.workspace), subject=subject, **kw)
 

@@ -290,14 +290,17 @@ def test_idle_connections_are_closed_after_the_timeout(world, stack):
         stack.gateway.idle_timeout_s = previous
 
 
-def test_disconnect_takes_the_agent_offline(world, store):
+def test_disconnect_takes_the_agent_offline_after_the_grace_period(world, store):
+    world.settings(graceSeconds=1)
     world.agent("agent-1")
     agent = world.agent_socket("agent-1")
     assert store.get_agent(world.workspace, "agent-1").presence == "online"
     agent.close()
     import time
 
-    deadline = time.monotonic() + 5
+    time.sleep(0.3)
+    assert store.get_agent(world.workspace, "agent-1").presence == "online"  # still within the grace period
+    deadline = time.monotonic() + 10
     while store.get_agent(world.workspace, "agent-1").presence != "offline":
         assert time.monotonic() < deadline, "agent still online after disconnect"
         time.sleep(0.05)

@@ -5,8 +5,9 @@ from __future__ import annotations
 import threading
 from dataclasses import replace
 
-from kefu.models import Agent, ConnectionRef, Conversation, Message, Principal
-from kefu.ports import AssignConflict, ConversationAlreadyOpen, DuplicateMessage, SeqConflict
+from kefu.models import Agent, ConnectionRef, Conversation, Message, Principal, now_iso
+from kefu.ports import AssignConflict, ConversationAlreadyOpen, DuplicateMessage, SeqConflict, StateConflict
+from kefu.routing import QueueEntry
 
 
 class MemoryStore:
@@ -19,6 +20,11 @@ class MemoryStore:
         self.messages: dict[tuple[str, str], dict[int, Message]] = {}
         self.dedup: dict[tuple[str, str, str, str], int] = {}
         self.open: dict[tuple[str, str], str] = {}
+        self.queue: dict[tuple[str, str], QueueEntry] = {}  # (ws, sort key) -> entry
+        self.workspace_settings: dict[str, dict] = {}
+        self.handled: dict[tuple[str, str], tuple[int, int]] = {}
+        self.counters: dict[tuple[str, str], int] = {}
+        self.forms: list[dict] = []
         self.calls = 0
 
     def _call(self) -> None:
@@ -36,13 +42,64 @@ class MemoryStore:
         self._call()
         return [a for (ws, _), a in sorted(self.agents.items()) if ws == workspace]
 
-    def agent_connections_changed(self, workspace, agent_id, delta):
-        self._call()
+    def _agent_update(self, workspace, agent_id, **changes):
         agent = self.agents.get((workspace, agent_id))
-        if agent:
-            count = agent.connections + delta
-            self.agents[(workspace, agent_id)] = replace(agent, connections=count,
-                                                         presence="online" if count > 0 else "offline")
+        if agent is None:
+            return None
+        agent = replace(agent, **changes)
+        self.agents[(workspace, agent_id)] = agent
+        return agent
+
+    def agent_connected(self, workspace, agent_id):
+        self._call()
+        with self.lock:
+            agent = self.agents.get((workspace, agent_id))
+            if agent is None:
+                return None
+            presence = "online" if agent.presence == "offline" else agent.presence
+            return self._agent_update(workspace, agent_id, connections=agent.connections + 1, presence=presence,
+                                      disconnected_at=None)
+
+    def agent_disconnected(self, workspace, agent_id):
+        self._call()
+        with self.lock:
+            agent = self.agents.get((workspace, agent_id))
+            if agent is None or agent.connections <= 0:
+                return None
+            count = agent.connections - 1
+            return self._agent_update(workspace, agent_id, connections=count,
+                                      disconnected_at=now_iso() if count == 0 else agent.disconnected_at)
+
+    def set_presence(self, workspace, agent_id, presence, *, if_disconnected_at=None):
+        self._call()
+        with self.lock:
+            agent = self.agents.get((workspace, agent_id))
+            if agent is None:
+                return None
+            if if_disconnected_at is not None and (agent.connections or agent.disconnected_at != if_disconnected_at):
+                return None
+            return self._agent_update(workspace, agent_id, presence=presence)
+
+    def settings(self, workspace):
+        self._call()
+        return dict(self.workspace_settings.get(workspace, {}))
+
+    def handle_stats(self, workspace):
+        self._call()
+        return {q: v for (ws, q), v in self.handled.items() if ws == workspace}
+
+    def record_handle_time(self, workspace, queue, handle_ms):
+        self._call()
+        total, count = self.handled.get((workspace, queue), (0, 0))
+        self.handled[(workspace, queue)] = (total + handle_ms, count + 1)
+
+    def add_counter(self, workspace, name, n=1):
+        self._call()
+        self.counters[(workspace, name)] = self.counters.get((workspace, name), 0) + n
+
+    def save_offline_form(self, workspace, form):
+        self._call()
+        self.forms.append(dict(form))
 
     # connections
     def add_connection(self, who: Principal, connection_id, conversation_ids):
@@ -137,21 +194,74 @@ class MemoryStore:
             elif ref.connection_id in mine:
                 mine[ref.connection_id].discard(conversation_id)
 
-    def assign(self, conversation, agent, previous_agent_id):
+    def assign(self, conversation, agent, previous_agent_id, decision=None, from_queue=None):
         self._call()
         with self.lock:
             ws = conversation.workspace
             stored = self.conversations[(ws, conversation.id)]
             current = self.agents[(ws, agent.id)]
-            if current.presence != "online" or current.load >= current.max_concurrent:
+            if (current.presence != "online" or current.connections <= 0 or current.load >= current.max_concurrent
+                    or current.max_concurrent != agent.max_concurrent):
                 raise AssignConflict()
             if stored.agent_id != previous_agent_id or stored.status == "closed":
                 raise AssignConflict()
-            self.agents[(ws, agent.id)] = replace(current, load=current.load + 1)
+            if from_queue is not None and ((ws, from_queue.sort_key) not in self.queue
+                                           or stored.queue_key != from_queue.sort_key):
+                raise AssignConflict()
+            now = now_iso()
+            self.agents[(ws, agent.id)] = replace(current, load=current.load + 1, last_assigned_at=now)
             if previous_agent_id:
                 prev = self.agents[(ws, previous_agent_id)]
                 self.agents[(ws, previous_agent_id)] = replace(prev, load=prev.load - 1)
+            if from_queue is not None:
+                del self.queue[(ws, from_queue.sort_key)]
             stored.agent_id, stored.agent_name, stored.status = agent.id, agent.name, "assigned"
+            stored.assigned_at, stored.queue_key, stored.routing = now, None, decision
+            stored.group, stored.priority = conversation.group, conversation.priority
+            stored.language = conversation.language or stored.language
+
+    def enqueue(self, conversation, entry, previous_agent_id, decision):
+        self._call()
+        with self.lock:
+            ws = conversation.workspace
+            stored = self.conversations[(ws, conversation.id)]
+            if stored.agent_id != previous_agent_id or stored.queue_key or stored.status == "closed":
+                raise StateConflict()
+            if previous_agent_id:
+                prev = self.agents[(ws, previous_agent_id)]
+                self.agents[(ws, previous_agent_id)] = replace(prev, load=prev.load - 1)
+            self.queue[(ws, entry.sort_key)] = entry
+            stored.status, stored.queue_key, stored.routing = "queued", entry.sort_key, decision
+            stored.agent_id = stored.agent_name = None
+            stored.queued_at = stored.queued_at or now_iso()
+            stored.priority = entry.priority
+            stored.group = None if entry.queue == "*" else entry.queue
+
+    def queue_entries(self, workspace):
+        self._call()
+        return [e for (ws, key), e in sorted(self.queue.items()) if ws == workspace]
+
+    def leave_queue(self, conversation, entry_key, reason):
+        self._finish(conversation, reason, now_iso(), entry_key)
+
+    def close(self, conversation, reason, closed_at):
+        self._finish(conversation, reason, closed_at, conversation.queue_key)
+
+    def _finish(self, conversation, reason, closed_at, entry_key):
+        self._call()
+        with self.lock:
+            ws = conversation.workspace
+            stored = self.conversations[(ws, conversation.id)]
+            if (stored.status == "closed" or stored.agent_id != conversation.agent_id
+                    or stored.queue_key != entry_key):
+                raise StateConflict()
+            if stored.agent_id:
+                agent = self.agents[(ws, stored.agent_id)]
+                self.agents[(ws, stored.agent_id)] = replace(agent, load=agent.load - 1)
+            if entry_key:
+                self.queue.pop((ws, entry_key), None)
+            self.open.pop((ws, stored.customer_id), None)
+            stored.status, stored.closed_at, stored.close_reason, stored.queue_key = "closed", closed_at, reason, None
 
 
 class RecordingNotifier:
@@ -169,3 +279,20 @@ class RecordingNotifier:
 
     def frames(self, connection_id: str, type_: str | None = None) -> list[dict]:
         return [f for f in self.inbox.get(connection_id, []) if type_ is None or f["type"] == type_]
+
+
+class FakeTimers:
+    """Keeps scheduled checks until the test lets time pass (fire)."""
+
+    def __init__(self) -> None:
+        self.scheduled: list[tuple[dict, int]] = []
+
+    def schedule(self, payload: dict, delay_s: int) -> None:
+        self.scheduled.append((payload, delay_s))
+
+    def fire(self, router, kind: str | None = None) -> int:
+        due = [p for p, _ in self.scheduled if kind is None or p["kind"] == kind]
+        self.scheduled = [(p, d) for p, d in self.scheduled if not (kind is None or p["kind"] == kind)]
+        for payload in due:
+            router.timer(payload)
+        return len(due)

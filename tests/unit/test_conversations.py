@@ -4,10 +4,12 @@ import pytest
 
 from kefu import frames
 from kefu.conversations import ConversationService
+from kefu.delivery import Delivery
+from kefu.router import Router
 from kefu.errors import ConversationClosed, Forbidden, InvalidFrame, NoAgentAvailable, NotFound
 from kefu.models import Agent, Principal
 
-from .fakes import MemoryStore, RecordingNotifier
+from .fakes import FakeTimers, MemoryStore, RecordingNotifier
 
 CUSTOMER = Principal("demo", "customer", "cust-1", "Zhang")
 OTHER_CUSTOMER = Principal("demo", "customer", "cust-2", "Li")
@@ -21,8 +23,13 @@ def world():
     store, notifier = MemoryStore(), RecordingNotifier()
     store.put_agent(Agent("demo", "alice", "Alice", max_concurrent=2))
     store.put_agent(Agent("demo", "bob", "Bob", groups=("billing",), max_concurrent=1))
-    service = ConversationService(store, notifier, fanout_threads=1)
+    delivery = Delivery(store, notifier, threads=1)
+    service = ConversationService(store, delivery, Router(store, delivery, FakeTimers()))
     return store, notifier, service
+
+
+def route(conversation_id, **kw):
+    return frames.RouteFrame.model_validate({"action": "route", "conversationId": conversation_id, **kw})
 
 
 def msg(text, cmid, conversation_id=None):
@@ -117,7 +124,7 @@ def test_customer_cannot_transfer(world):
     frame = frames.HandoffFrame.model_validate(
         {"action": "handoff", "conversationId": conversation_id, "to": {"agentId": "bob"}})
     with pytest.raises(Forbidden):
-        service.handoff(CUSTOMER, frame)
+        service.router.handoff(CUSTOMER, frame)
 
 
 def test_transfer_moves_the_conversation_and_capacity(world):
@@ -126,7 +133,7 @@ def test_transfer_moves_the_conversation_and_capacity(world):
     service.connect(BOB, "b1")
     frame = frames.HandoffFrame.model_validate(
         {"action": "handoff", "conversationId": conversation_id, "to": {"group": "billing"}, "note": "refund"})
-    reply = service.handoff(ALICE, frame)
+    reply = service.router.handoff(ALICE, frame)
     assert reply["to"]["agentId"] == "bob"
     assigned = notifier.frames("b1", "assigned")[-1]
     assert assigned["note"] == "refund" and assigned["history"][0]["text"] == "hello"
@@ -148,17 +155,17 @@ def test_transfer_errors(world):
         return frames.HandoffFrame.model_validate({"action": "handoff", "conversationId": conversation_id, "to": to})
 
     with pytest.raises(NotFound):
-        service.handoff(ALICE, handoff({"agentId": "nobody"}))
+        service.router.handoff(ALICE, handoff({"agentId": "nobody"}))
     with pytest.raises(NotFound):
-        service.handoff(ALICE, handoff({"group": "no-such-group"}))
+        service.router.handoff(ALICE, handoff({"group": "no-such-group"}))
     with pytest.raises(InvalidFrame):
-        service.handoff(ALICE, handoff({"agentId": "alice"}))
+        service.router.handoff(ALICE, handoff({"agentId": "alice"}))
     with pytest.raises(NoAgentAvailable):  # bob is offline
-        service.handoff(ALICE, handoff({"agentId": "bob"}))
+        service.router.handoff(ALICE, handoff({"agentId": "bob"}))
     with pytest.raises(Forbidden):  # a colleague's conversation
-        service.handoff(BOB, handoff({"agentId": "alice"}))
+        service.router.handoff(BOB, handoff({"agentId": "alice"}))
     with pytest.raises(NotFound):
-        service.handoff(ALICE, frames.HandoffFrame.model_validate(
+        service.router.handoff(ALICE, frames.HandoffFrame.model_validate(
             {"action": "handoff", "conversationId": "c_nope", "to": {"agentId": "bob"}}))
 
 
@@ -166,12 +173,15 @@ def test_no_agent_online_leaves_the_conversation_waiting(world):
     store, notifier, service = world
     service.connect(CUSTOMER, "c1")
     ack = service.send_message(CUSTOMER, "c1", msg("anyone?", "m1"))
-    assert notifier.frames("c1", "routing")[0]["status"] == "waiting"
-    with pytest.raises(NoAgentAvailable):
-        service.route(CUSTOMER, ack["conversationId"])
+    queued = notifier.frames("c1", "queue")[0]
+    assert (queued["position"], queued["estimatedWaitSeconds"]) == (1, None)  # nobody serves the queue yet
+    assert notifier.frames("c1", "offline")[0]["reason"] == "no_agents_online"
+    assert service.router.route(CUSTOMER, route(ack["conversationId"]))["type"] == "queue"
     service.connect(ALICE, "a1")
-    assert service.route(CUSTOMER, ack["conversationId"])["agent"]["id"] == "alice"
-    assert service.route(CUSTOMER, ack["conversationId"])["reason"] == "already assigned"
+    assert service.router.timers.fire(service.router, "drain") == 1  # the drain after an agent connects
+    assert notifier.frames("a1", "assigned")[0]["conversationId"] == ack["conversationId"]
+    assert notifier.frames("c1", "routed")[-1]["agent"]["id"] == "alice"
+    assert service.router.route(CUSTOMER, route(ack["conversationId"]))["reason"] == "already assigned"
 
 
 def test_capacity_is_never_exceeded(world):
@@ -183,6 +193,8 @@ def test_capacity_is_never_exceeded(world):
         service.send_message(who, f"c{i}", msg("hi", "m1"))
     assert store.get_agent("demo", "alice").load == 2  # max_concurrent=2
     assert len(notifier.frames("a1", "assigned")) == 2
+    assert [e.customer_id for e in store.queue_entries("demo")] == ["cust-2", "cust-3"]
+    assert notifier.frames("c3", "queue")[-1]["position"] == 2
 
 
 def test_closed_conversation_refuses_messages(world):
@@ -197,23 +209,25 @@ def test_reconnecting_agent_is_attached_to_open_conversations(world):
     store, notifier, service = world
     conversation_id = open_with_alice(service)
     service.disconnect(ALICE, "a1")
-    assert store.get_agent("demo", "alice").presence == "offline"
+    assert store.get_agent("demo", "alice").presence == "online"  # the grace period runs
     service.connect(ALICE, "a2")
+    service.router.timers.fire(service.router)  # too late: she is back
+    assert store.get_agent("demo", "alice").presence == "online"
     service.send_message(CUSTOMER, "c1", msg("back?", "m3", conversation_id))
     assert notifier.frames("a2", "message")[-1]["text"] == "back?"
 
 
 def test_assignment_carries_the_latest_history(world, monkeypatch):
-    import kefu.conversations as conversations
+    import kefu.router
 
     store, notifier, service = world
-    monkeypatch.setattr(conversations, "HISTORY_ON_ASSIGN", 3)
+    monkeypatch.setattr(kefu.router, "HISTORY_ON_ASSIGN", 3)
     service.connect(CUSTOMER, "c1")
     first = service.send_message(CUSTOMER, "c1", msg("m0", "k0"))  # nobody online: waits
     for i in range(1, 5):
         service.send_message(CUSTOMER, "c1", msg(f"m{i}", f"k{i}", first["conversationId"]))
     service.connect(ALICE, "a1")
-    service.route(CUSTOMER, first["conversationId"])
+    service.router.drain("demo")
     assigned = notifier.frames("a1", "assigned")[0]
     assert [m["text"] for m in assigned["history"]] == ["m3", "m4", "Alice joined the conversation"]
     assert assigned["historyComplete"] is False and assigned["lastSeq"] == 6

@@ -51,9 +51,57 @@ class InboxFrame(_Frame):
     action: Literal["inbox"]
 
 
+Language = Annotated[str, StringConstraints(min_length=2, max_length=16, pattern=r"^[A-Za-z]{2,3}(-[A-Za-z0-9]+)*$")]
+
+
 class RouteFrame(_Frame):
     action: Literal["route"]
     conversationId: Id
+    group: GroupId | None = None  # the skill the customer picked (售后, 技术...); the workspace default otherwise
+    language: Language | None = None
+
+
+class CloseFrame(_Frame):
+    action: Literal["close"]
+    conversationId: Id
+    resolved: bool = True
+
+
+class CancelFrame(_Frame):
+    """The customer stops waiting for a human."""
+
+    action: Literal["cancel"]
+    conversationId: Id
+
+
+class PresenceFrame(_Frame):
+    action: Literal["presence"]
+    status: Literal["online", "away", "offline"]
+
+
+class SnapshotFrame(_Frame):
+    action: Literal["snapshot"]
+
+
+class AssignFrame(_Frame):
+    """A supervisor gives a waiting (or any open) conversation to an agent by hand."""
+
+    action: Literal["assign"]
+    conversationId: Id
+    agentId: Id
+
+
+Short = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+
+
+class OfflineFormFrame(_Frame):
+    """What a customer leaves when nobody can answer now; it becomes a ticket."""
+
+    action: Literal["offline_form"]
+    conversationId: Id | None = None
+    name: Short
+    contact: Short
+    question: Text
 
 
 class HandoffTarget(_Frame):
@@ -81,6 +129,12 @@ FRAMES: dict[str, type[_Frame]] = {
     "inbox": InboxFrame,
     "route": RouteFrame,
     "handoff": HandoffFrame,
+    "close": CloseFrame,
+    "cancel": CancelFrame,
+    "presence": PresenceFrame,
+    "snapshot": SnapshotFrame,
+    "assign": AssignFrame,
+    "offline_form": OfflineFormFrame,
 }
 
 

@@ -10,7 +10,9 @@ from typing import Literal
 
 Role = Literal["customer", "agent", "bot", "system"]
 AgentRole = Literal["agent", "supervisor", "admin"]
-Status = Literal["open", "assigned", "closed"]
+Status = Literal["open", "queued", "assigned", "closed"]
+Presence = Literal["online", "away", "offline"]
+PRESENCES: tuple[str, ...] = ("online", "away", "offline")
 
 
 def now_iso() -> str:
@@ -41,6 +43,10 @@ class Principal:
     def sender(self) -> dict:
         return {"role": self.role, "id": self.id, "name": self.name}
 
+    @property
+    def is_supervisor(self) -> bool:
+        return self.role == "agent" and self.agent_role in ("supervisor", "admin")
+
 
 @dataclass(frozen=True)
 class ConnectionRef:
@@ -62,6 +68,16 @@ class Conversation:
     agent_name: str | None = None
     last_seq: int = 0
     opened_at: str = field(default_factory=now_iso)
+    # routing: what the conversation needs, where it waits, and the last decision (see routing.py)
+    group: str | None = None
+    language: str | None = None
+    priority: int = 0
+    queue_key: str | None = None
+    queued_at: str | None = None
+    assigned_at: str | None = None
+    closed_at: str | None = None
+    close_reason: str | None = None
+    routing: dict | None = None
 
     def is_participant(self, who: Principal) -> bool:
         if who.workspace != self.workspace:
@@ -110,10 +126,17 @@ class Agent:
     groups: tuple[str, ...] = ()
     languages: tuple[str, ...] = ("zh", "en")
     max_concurrent: int = 5
-    presence: Literal["online", "away", "offline"] = "offline"
+    presence: Presence = "offline"
     connections: int = 0
     load: int = 0
+    last_assigned_at: str | None = None  # round robin: the longest-waiting agent goes next
+    disconnected_at: str | None = None  # when the last connection dropped (the grace timer's token)
+
+    def public(self) -> dict:
+        return {"agentId": self.id, "name": self.name, "role": self.role, "groups": list(self.groups),
+                "languages": list(self.languages), "maxConcurrent": self.max_concurrent,
+                "presence": self.presence, "connections": self.connections, "load": self.load}
 
     @property
     def available(self) -> bool:
-        return self.presence == "online" and self.load < self.max_concurrent
+        return self.presence == "online" and self.connections > 0 and self.load < self.max_concurrent

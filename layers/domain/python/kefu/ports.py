@@ -4,7 +4,12 @@ from __future__ import annotations
 
 from typing import Protocol
 
+from typing import TYPE_CHECKING
+
 from .models import Agent, ConnectionRef, Conversation, Message, Principal
+
+if TYPE_CHECKING:
+    from .routing import QueueEntry
 
 
 class DuplicateMessage(Exception):
@@ -19,6 +24,10 @@ class AssignConflict(Exception):
     """The agent is full or away, or the conversation changed hands meanwhile."""
 
 
+class StateConflict(Exception):
+    """The conversation is no longer in the state the change assumed (closed, assigned, dequeued meanwhile)."""
+
+
 class ConversationAlreadyOpen(Exception):
     def __init__(self, conversation_id: str):
         super().__init__(conversation_id)
@@ -28,8 +37,25 @@ class ConversationAlreadyOpen(Exception):
 class Store(Protocol):
     # directory
     def get_agent(self, workspace: str, agent_id: str) -> Agent | None: ...
-    def list_agents(self, workspace: str) -> list[Agent]: ...
-    def agent_connections_changed(self, workspace: str, agent_id: str, delta: int) -> None: ...
+    def list_agents(self, workspace: str) -> list[Agent]:
+        """Every agent of the workspace, read consistently (routing decides on it)."""
+
+    def agent_connected(self, workspace: str, agent_id: str) -> Agent | None:
+        """One more open console; an offline agent comes online. Returns the agent after the change."""
+
+    def agent_disconnected(self, workspace: str, agent_id: str) -> Agent | None:
+        """One console fewer; the last one stamps disconnected_at (the grace timer's token)."""
+
+    def set_presence(self, workspace: str, agent_id: str, presence: str, *,
+                     if_disconnected_at: str | None = None) -> Agent | None:
+        """Set presence; with if_disconnected_at, only if the agent is still without a connection since then
+        (returns None when that no longer holds)."""
+
+    def settings(self, workspace: str) -> dict:
+        """The workspace's routing settings as stored ({} for defaults)."""
+
+    def handle_stats(self, workspace: str) -> dict[str, tuple[int, int]]:
+        """Recent handle times per queue: {queue: (total_ms, count)}."""
 
     # connections
     def add_connection(self, who: Principal, connection_id: str, conversation_ids: list[str]) -> None: ...
@@ -58,9 +84,37 @@ class Store(Protocol):
     def detach(self, workspace: str, conversation_id: str, connections: list[ConnectionRef], *, forget: bool = False) -> None:
         """Stop fanning out to these connections; with forget, also drop their connection records (they are gone)."""
 
-    def assign(self, conversation: Conversation, agent: Agent, previous_agent_id: str | None) -> None:
-        """Atomically: the agent's load +1 (only if online and below capacity), the previous agent's load -1,
-        and the conversation's agent set (only if it still has `previous_agent_id`). Raises AssignConflict."""
+    def assign(self, conversation: Conversation, agent: Agent, previous_agent_id: str | None,
+               decision: dict | None = None, from_queue: QueueEntry | None = None) -> None:
+        """Atomically: the agent's load +1 (only if online, connected and below capacity), the previous agent's
+        load -1, the conversation's agent set (only if it still has `previous_agent_id` and is not closed), the
+        decision recorded, and the queue entry removed (only if still there). Raises AssignConflict."""
+
+    def enqueue(self, conversation: Conversation, entry: QueueEntry, previous_agent_id: str | None,
+                decision: dict) -> None:
+        """Atomically: the queue entry added, the conversation marked queued (only if it still has
+        `previous_agent_id` and is open), the previous agent's load -1. Raises StateConflict."""
+
+    def queue_entries(self, workspace: str) -> list[QueueEntry]:
+        """The workspace's waiting conversations, read consistently, in queue order."""
+
+    def leave_queue(self, conversation: Conversation, entry_key: str, reason: str) -> None:
+        """Remove the entry and close the conversation as abandoned. Raises StateConflict if already gone."""
+
+    def close(self, conversation: Conversation, reason: str, closed_at: str) -> None:
+        """Close (only if not closed): free the agent's seat, drop the open pointer and any queue entry.
+        Raises StateConflict."""
+
+    def record_handle_time(self, workspace: str, queue: str, handle_ms: int) -> None: ...
+    def add_counter(self, workspace: str, name: str, n: int = 1) -> None:
+        """Add to this hour's counter (the same counters the stream aggregates)."""
+
+    def save_offline_form(self, workspace: str, form: dict) -> None: ...
+
+
+class Timers(Protocol):
+    def schedule(self, payload: dict, delay_s: int) -> None:
+        """Deliver `payload` to the timers function after `delay_s` seconds (at most 900)."""
 
 
 class Notifier(Protocol):

@@ -72,7 +72,9 @@ DIRECTORY = Table(
     id="Directory",
     env_var="KEFU_TABLE_DIRECTORY",
     local_name="kefu-directory",
-    # pk workspace id; sk "WORKSPACE" (settings) or "AGENT#{agentId}" (profile, presence, load)
+    # pk workspace id; sk "WORKSPACE" (name, routing settings) or "AGENT#{agentId}" (profile, presence,
+    # connections, load); pk "{ws}#Q", sk "{queue}#{999-priority}#{arrivalMs}#{conversationId}": the
+    # waiting conversations, in queue order within each queue (one Query reads the whole queue)
     partition_key=Key("pk"),
     sort_key=Key("sk"),
 )
@@ -81,7 +83,8 @@ METRICS = Table(
     id="Metrics",
     env_var="KEFU_TABLE_METRICS",
     local_name="kefu-metrics",
-    # pk "{ws}", sk "{hour}#{counter}": counters aggregated from the conversations stream
+    # pk "{ws}", sk "{hour}#{counter}": counters aggregated from the conversations stream;
+    # sk "HANDLE#{hour}#{queue}": handle time totals of closed conversations (queue wait estimates)
     partition_key=Key("pk"),
     sort_key=Key("sk"),
     ttl_attribute="expiresAt",
@@ -89,10 +92,27 @@ METRICS = Table(
 
 TABLES: dict[str, Table] = {t.id: t for t in (CONVERSATIONS, CONNECTIONS, DIRECTORY, METRICS)}
 
+# ---------------------------------------------------------------- SQS
+
+
+@dataclass(frozen=True)
+class Queue:
+    id: str
+    env_var: str  # environment variable that carries the queue URL
+    local_name: str
+    max_receives: int = 5  # then the message goes to the queue's dead-letter queue
+
+
+# Delayed checks (an agent's grace period after the last connection drops, a customer who left the
+# queue, a queue drain after an agent connects): SQS per-message delays of up to 15 minutes.
+TIMERS = Queue(id="Timers", env_var="KEFU_TIMERS_QUEUE_URL", local_name="kefu-timers")
+QUEUES: dict[str, Queue] = {q.id: q for q in (TIMERS,)}
+
 # ---------------------------------------------------------------- other names
 
 ENV_WS_CALLBACK_URL = "KEFU_WS_CALLBACK_URL"  # the @connections management endpoint
 ENV_JWT_SECRET_ID = "KEFU_JWT_SECRET_ID"  # Secrets Manager id of the token signing key
+ENV_TIMERS_QUEUE_URL = TIMERS.env_var
 LOCAL_JWT_SECRET_NAME = "kefu/local/jwt-signing-key"
 
 # API Gateway WebSocket limits we enforce (and the local gateway emulates)
@@ -114,10 +134,14 @@ class Function:
     manage_connections: bool = False  # may call the @connections API
     needs_secret: bool = False  # reads the token signing key
     stream_of: str | None = None  # table id whose stream it consumes
+    sends_to: tuple[str, ...] = ()  # queue ids it sends messages to
+    consumes: str | None = None  # queue id it is triggered by
     memory_mb: int = 256
     timeout_s: int = 10
     extra_env: dict[str, str] = field(default_factory=dict)
 
+
+ROUTING_TABLES = ("Conversations", "Connections", "Directory", "Metrics")  # what the Router reads and writes
 
 FUNCTIONS: tuple[Function, ...] = (
     Function(
@@ -128,21 +152,23 @@ FUNCTIONS: tuple[Function, ...] = (
     ),
     Function(
         "ws_connect",
-        "Registers a connection and attaches it to the person's open conversations",
+        "Registers a connection, attaches it to the person's open conversations; an agent comes online",
         route_keys=("$connect",),
         writes=("Conversations", "Connections", "Directory"),
+        sends_to=("Timers",),
     ),
     Function(
         "ws_disconnect",
-        "Forgets a connection and detaches it from its conversations",
+        "Forgets a connection; starts the grace period of an agent's last connection or a waiting customer's",
         route_keys=("$disconnect",),
         writes=("Conversations", "Connections", "Directory"),
+        sends_to=("Timers",),
     ),
     Function(
         "ws_message",
         "Stores a message with the next sequence number and fans it out; typing indicators",
         route_keys=("message", "typing"),
-        writes=("Conversations", "Connections", "Directory"),
+        writes=ROUTING_TABLES,
         manage_connections=True,
     ),
     Function(
@@ -153,16 +179,23 @@ FUNCTIONS: tuple[Function, ...] = (
     ),
     Function(
         "ws_route",
-        "Assigns a conversation to an available agent",
-        route_keys=("route",),
-        writes=("Conversations", "Connections", "Directory"),
+        "Routes a conversation to an agent or the queue; leaving the queue, closing, the offline form",
+        route_keys=("route", "cancel", "close", "offline_form"),
+        writes=ROUTING_TABLES,
         manage_connections=True,
     ),
     Function(
         "ws_handoff",
-        "Transfers a conversation to another agent",
-        route_keys=("handoff",),
-        writes=("Conversations", "Connections", "Directory"),
+        "Transfers a conversation to an agent or a group; supervisors assign by hand",
+        route_keys=("handoff", "assign"),
+        writes=ROUTING_TABLES,
+        manage_connections=True,
+    ),
+    Function(
+        "ws_presence",
+        "Agents set online / away / offline; supervisors read the live queue and agents",
+        route_keys=("presence", "snapshot"),
+        writes=ROUTING_TABLES,
         manage_connections=True,
     ),
     Function(
@@ -185,6 +218,14 @@ FUNCTIONS: tuple[Function, ...] = (
         stream_of="Conversations",
         timeout_s=60,
     ),
+    Function(
+        "timers",
+        "Delayed checks: an agent offline after the grace period, a customer who left the queue, queue drains",
+        writes=ROUTING_TABLES,
+        manage_connections=True,
+        consumes="Timers",
+        timeout_s=60,
+    ),
 )
 
 FUNCTIONS_BY_NAME: dict[str, Function] = {f.name: f for f in FUNCTIONS}
@@ -197,6 +238,11 @@ REST_PUBLIC_ROUTES: tuple[tuple[str, str], ...] = (
     ("GET", "/health"),
     ("POST", "/workspaces/{workspace}/visitor-tokens"),
     ("GET", "/conversations/{conversation_id}/messages"),
+    # the console's admin screens: an agent token with the role each route needs
+    ("GET", "/workspaces/{workspace}/agents"),
+    ("PUT", "/workspaces/{workspace}/agents/{agent_id}"),
+    ("GET", "/workspaces/{workspace}/routing"),
+    ("PUT", "/workspaces/{workspace}/routing"),
 )
 REST_STAGE = "v1"
 WS_STAGE = "prod"

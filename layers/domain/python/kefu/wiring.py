@@ -34,10 +34,31 @@ def notifier():
 
 
 @lru_cache(maxsize=1)
+def timers():
+    from .adapters.sqs import SqsTimers
+
+    return SqsTimers(os.environ[schema.ENV_TIMERS_QUEUE_URL])
+
+
+@lru_cache(maxsize=1)
+def delivery():
+    from .delivery import Delivery
+
+    return Delivery(store(), notifier())
+
+
+@lru_cache(maxsize=1)
+def router():
+    from .router import Router
+
+    return Router(store(), delivery(), timers())
+
+
+@lru_cache(maxsize=1)
 def conversation_service():
     from .conversations import ConversationService
 
-    return ConversationService(store(), notifier())
+    return ConversationService(store(), delivery(), router())
 
 
 def signing_key() -> str:

@@ -15,6 +15,7 @@ import time
 
 from pynamodb.attributes import (
     DiscriminatorAttribute,
+    JSONAttribute,
     ListAttribute,
     NumberAttribute,
     UnicodeAttribute,
@@ -29,7 +30,8 @@ from pynamodb.transactions import TransactWrite
 
 from .. import schema
 from ..models import Agent, ConnectionRef, Conversation, Message, Principal, now_iso
-from ..ports import AssignConflict, ConversationAlreadyOpen, DuplicateMessage, SeqConflict
+from ..ports import AssignConflict, ConversationAlreadyOpen, DuplicateMessage, SeqConflict, StateConflict
+from ..routing import QueueEntry
 
 CONNECTION_TTL_S = schema.WS_MAX_CONNECTION_S + 600
 MSG_MAX = "MSG#999999999999"
@@ -103,6 +105,15 @@ class MetaItem(ConversationItem, discriminator="meta"):
     agentName = UnicodeAttribute(null=True)
     lastSeq = NumberAttribute(default=0)
     updatedAt = UnicodeAttribute(null=True)
+    group = UnicodeAttribute(null=True)
+    language = UnicodeAttribute(null=True)
+    priority = NumberAttribute(default=0)
+    queueKey = UnicodeAttribute(null=True)
+    queuedAt = UnicodeAttribute(null=True)
+    assignedAt = UnicodeAttribute(null=True)
+    closedAt = UnicodeAttribute(null=True)
+    closeReason = UnicodeAttribute(null=True)
+    routing = JSONAttribute(null=True)
 
     def domain(self) -> Conversation:
         return Conversation(
@@ -117,6 +128,15 @@ class MetaItem(ConversationItem, discriminator="meta"):
             agent_name=self.agentName,
             last_seq=int(self.lastSeq),
             opened_at=self.openedAt,
+            group=self.group,
+            language=self.language,
+            priority=int(self.priority or 0),
+            queue_key=self.queueKey,
+            queued_at=self.queuedAt,
+            assigned_at=self.assignedAt,
+            closed_at=self.closedAt,
+            close_reason=self.closeReason,
+            routing=self.routing,
         )
 
 
@@ -156,6 +176,14 @@ class OpenPointer(ConversationItem, discriminator="open"):
     conversationId = UnicodeAttribute()
 
 
+class OfflineFormItem(ConversationItem, discriminator="form"):
+    """pk "{ws}#F#{formId}": what a customer left outside business hours (a ticket once tickets exist)."""
+
+    workspace = UnicodeAttribute()
+    form = JSONAttribute()
+    createdAt = UnicodeAttribute()
+
+
 class ConnectionItem(Model):
     Meta = _meta(schema.CONNECTIONS)
     pk = UnicodeAttribute(hash_key=True)
@@ -174,6 +202,27 @@ class DirectoryItem(Model):
 
 class WorkspaceItem(DirectoryItem, discriminator="workspace"):
     name = UnicodeAttribute(default="")
+    settings = JSONAttribute(null=True)
+
+
+class QueueItem(DirectoryItem, discriminator="queued"):
+    """pk "{ws}#Q", sk QueueEntry.sort_key: one Query reads the whole queue in order."""
+
+    conversationId = UnicodeAttribute()
+    queue = UnicodeAttribute()
+    priority = NumberAttribute()
+    arrivalMs = NumberAttribute()
+    customerId = UnicodeAttribute(default="")
+    customerName = UnicodeAttribute(default="")
+    language = UnicodeAttribute(null=True)
+
+    def domain(self, workspace: str) -> QueueEntry:
+        return QueueEntry(workspace, self.conversationId, self.queue, int(self.priority), int(self.arrivalMs),
+                          self.customerId, self.customerName, self.language)
+
+
+def queue_pk(workspace: str) -> str:
+    return f"{workspace}#Q"
 
 
 class AgentItem(DirectoryItem, discriminator="agent"):
@@ -186,6 +235,8 @@ class AgentItem(DirectoryItem, discriminator="agent"):
     presence = UnicodeAttribute(default="offline")
     connections = NumberAttribute(default=0)
     load = NumberAttribute(default=0)
+    lastAssignedAt = UnicodeAttribute(null=True)
+    disconnectedAt = UnicodeAttribute(null=True)
 
     def domain(self) -> Agent:
         return Agent(
@@ -199,6 +250,8 @@ class AgentItem(DirectoryItem, discriminator="agent"):
             presence=self.presence,
             connections=int(self.connections),
             load=int(self.load),
+            last_assigned_at=self.lastAssignedAt,
+            disconnected_at=self.disconnectedAt,
         )
 
     @classmethod
@@ -251,7 +304,7 @@ class DynamoStore:
         return item.domain() if item else None
 
     def list_agents(self, workspace: str) -> list[Agent]:
-        items = AgentItem.query(workspace, AgentItem.sk.startswith("AGENT#"))
+        items = AgentItem.query(workspace, AgentItem.sk.startswith("AGENT#"), consistent_read=True)
         return [i.domain() for i in items if isinstance(i, AgentItem)]
 
     def put_agent(self, agent: Agent) -> None:
@@ -263,15 +316,69 @@ class DynamoStore:
     def put_workspace(self, workspace: str, name: str) -> None:
         WorkspaceItem(workspace, "WORKSPACE", name=name).save()
 
-    def agent_connections_changed(self, workspace: str, agent_id: str, delta: int) -> None:
+    def save_agent_profile(self, agent: Agent) -> Agent:
+        """Create or update the profile; presence, connections and load stay as they are."""
+        item = AgentItem(agent.workspace, f"AGENT#{agent.id}")
+        item.update(actions=[
+            AgentItem.kind.set(AgentItem),
+            AgentItem.agentId.set(agent.id),
+            AgentItem.name.set(agent.name),
+            AgentItem.role.set(agent.role),
+            AgentItem.groups.set(list(agent.groups)),
+            AgentItem.languages.set(list(agent.languages)),
+            AgentItem.maxConcurrent.set(agent.max_concurrent),
+            AgentItem.presence.set(AgentItem.presence | "offline"),
+            AgentItem.connections.set(AgentItem.connections | 0),
+            AgentItem.load.set(AgentItem.load | 0),
+        ])
+        return item.domain()
+
+    def agent_connected(self, workspace: str, agent_id: str) -> Agent | None:
         item = AgentItem(workspace, f"AGENT#{agent_id}")
         try:  # update() refreshes the item from the new image
-            item.update(actions=[AgentItem.connections.add(delta)], condition=AgentItem.pk.exists())
+            item.update(actions=[AgentItem.connections.add(1), AgentItem.disconnectedAt.remove()],
+                        condition=AgentItem.pk.exists())
         except UpdateError:
-            return  # the agent was deleted meanwhile
-        presence = "online" if int(item.connections) > 0 else "offline"
-        if item.presence != presence:
-            item.update(actions=[AgentItem.presence.set(presence)])
+            return None  # the agent was deleted meanwhile
+        if item.presence == "offline":
+            try:
+                item.update(actions=[AgentItem.presence.set("online")], condition=AgentItem.presence == "offline")
+            except UpdateError:
+                pass  # they set a presence themselves meanwhile
+        return item.domain()
+
+    def agent_disconnected(self, workspace: str, agent_id: str) -> Agent | None:
+        item = AgentItem(workspace, f"AGENT#{agent_id}")
+        try:
+            item.update(actions=[AgentItem.connections.add(-1)], condition=AgentItem.connections > 0)
+        except UpdateError:
+            return None
+        if int(item.connections) == 0:
+            try:
+                item.update(actions=[AgentItem.disconnectedAt.set(now_iso())], condition=AgentItem.connections == 0)
+            except UpdateError:
+                pass  # reconnected meanwhile
+        return item.domain()
+
+    def set_presence(self, workspace: str, agent_id: str, presence: str, *,
+                     if_disconnected_at: str | None = None) -> Agent | None:
+        item = AgentItem(workspace, f"AGENT#{agent_id}")
+        condition = AgentItem.pk.exists()
+        if if_disconnected_at is not None:
+            condition &= (AgentItem.connections == 0) & (AgentItem.disconnectedAt == if_disconnected_at)
+        try:
+            item.update(actions=[AgentItem.presence.set(presence)], condition=condition)
+        except UpdateError:
+            return None
+        return item.domain()
+
+    def settings(self, workspace: str) -> dict:
+        item = _get(WorkspaceItem, workspace, "WORKSPACE")
+        return dict(item.settings or {}) if isinstance(item, WorkspaceItem) else {}
+
+    def put_settings(self, workspace: str, settings: dict) -> None:
+        WorkspaceItem(workspace, "WORKSPACE").update(actions=[WorkspaceItem.settings.set(settings)],
+                                                     condition=WorkspaceItem.pk.exists())
 
     # connections ------------------------------------------------------
 
@@ -458,17 +565,33 @@ class DynamoStore:
                         condition=ConnectionItem.pk.exists(),
                     )
 
-    def assign(self, conversation: Conversation, agent: Agent, previous_agent_id: str | None) -> None:
-        ws = conversation.workspace
+    def assign(self, conversation: Conversation, agent: Agent, previous_agent_id: str | None,
+               decision: dict | None = None, from_queue: QueueEntry | None = None) -> None:
+        ws, now = conversation.workspace, now_iso()
         meta = MetaItem(conv_pk(ws, conversation.id), "META")
         owner: Condition = MetaItem.agentId == previous_agent_id if previous_agent_id else MetaItem.agentId.does_not_exist()
+        actions = [
+            MetaItem.agentId.set(agent.id),
+            MetaItem.agentName.set(agent.name),
+            MetaItem.agentKey.set(f"{ws}#{agent.id}"),
+            MetaItem.status.set("assigned"),
+            MetaItem.assignedAt.set(now),
+            MetaItem.updatedAt.set(now),
+            MetaItem.queueKey.remove(),
+            MetaItem.group.set(conversation.group) if conversation.group else MetaItem.group.remove(),
+            MetaItem.priority.set(conversation.priority),
+        ]
+        if conversation.language:
+            actions.append(MetaItem.language.set(conversation.language))
+        if decision is not None:
+            actions.append(MetaItem.routing.set(decision))
         try:
             with self._tx() as tx:
                 tx.update(
                     AgentItem(ws, f"AGENT#{agent.id}"),
-                    actions=[AgentItem.load.add(1)],
-                    condition=(AgentItem.presence == "online") & (AgentItem.load < agent.max_concurrent)
-                    & (AgentItem.maxConcurrent == agent.max_concurrent),
+                    actions=[AgentItem.load.add(1), AgentItem.lastAssignedAt.set(now)],
+                    condition=(AgentItem.presence == "online") & (AgentItem.connections > 0)
+                    & (AgentItem.load < agent.max_concurrent) & (AgentItem.maxConcurrent == agent.max_concurrent),
                 )
                 if previous_agent_id:
                     tx.update(
@@ -476,19 +599,109 @@ class DynamoStore:
                         actions=[AgentItem.load.add(-1)],
                         condition=AgentItem.load > 0,
                     )
-                tx.update(
-                    meta,
-                    actions=[
-                        MetaItem.agentId.set(agent.id),
-                        MetaItem.agentName.set(agent.name),
-                        MetaItem.agentKey.set(f"{ws}#{agent.id}"),
-                        MetaItem.status.set("assigned"),
-                        MetaItem.updatedAt.set(now_iso()),
-                    ],
-                    condition=owner & (MetaItem.status != "closed"),
-                )
+                if from_queue is not None:
+                    tx.delete(QueueItem(queue_pk(ws), from_queue.sort_key), condition=QueueItem.pk.exists())
+                    owner &= MetaItem.queueKey == from_queue.sort_key
+                tx.update(meta, actions=actions, condition=owner & (MetaItem.status != "closed"))
         except TransactWriteError:
             raise AssignConflict() from None
+
+    def enqueue(self, conversation: Conversation, entry: QueueEntry, previous_agent_id: str | None,
+                decision: dict) -> None:
+        ws, now = conversation.workspace, now_iso()
+        owner: Condition = MetaItem.agentId == previous_agent_id if previous_agent_id else MetaItem.agentId.does_not_exist()
+        actions = [
+            MetaItem.status.set("queued"),
+            MetaItem.queueKey.set(entry.sort_key),
+            MetaItem.queuedAt.set(MetaItem.queuedAt | now),
+            MetaItem.updatedAt.set(now),
+            MetaItem.routing.set(decision),
+            MetaItem.priority.set(entry.priority),
+            MetaItem.agentId.remove(),
+            MetaItem.agentName.remove(),
+            MetaItem.agentKey.remove(),
+        ]
+        if entry.queue != "*":
+            actions.append(MetaItem.group.set(entry.queue))
+        if entry.language:
+            actions.append(MetaItem.language.set(entry.language))
+        item = QueueItem(queue_pk(ws), entry.sort_key, conversationId=entry.conversation_id, queue=entry.queue,
+                         priority=entry.priority, arrivalMs=entry.arrival_ms, customerId=entry.customer_id,
+                         customerName=entry.customer_name, language=entry.language)
+        try:
+            with self._tx() as tx:
+                tx.save(item, condition=QueueItem.pk.does_not_exist())
+                if previous_agent_id:
+                    tx.update(AgentItem(ws, f"AGENT#{previous_agent_id}"), actions=[AgentItem.load.add(-1)],
+                              condition=AgentItem.load > 0)
+                tx.update(MetaItem(conv_pk(ws, conversation.id), "META"), actions=actions,
+                          condition=owner & MetaItem.queueKey.does_not_exist() & (MetaItem.status != "closed"))
+        except TransactWriteError:
+            raise StateConflict() from None
+
+    def queue_entries(self, workspace: str) -> list[QueueEntry]:
+        return [i.domain(workspace) for i in QueueItem.query(queue_pk(workspace), consistent_read=True)
+                if isinstance(i, QueueItem)]
+
+    def leave_queue(self, conversation: Conversation, entry_key: str, reason: str) -> None:
+        self._finish(conversation, reason, now_iso(), entry_key=entry_key)
+
+    def close(self, conversation: Conversation, reason: str, closed_at: str) -> None:
+        self._finish(conversation, reason, closed_at, entry_key=conversation.queue_key)
+
+    def _finish(self, conversation: Conversation, reason: str, closed_at: str, *, entry_key: str | None) -> None:
+        """Close a conversation in one transaction with everything that hangs on it being open."""
+        ws = conversation.workspace
+        condition = MetaItem.status != "closed"
+        condition &= (MetaItem.agentId == conversation.agent_id) if conversation.agent_id else MetaItem.agentId.does_not_exist()
+        condition &= (MetaItem.queueKey == entry_key) if entry_key else MetaItem.queueKey.does_not_exist()
+        try:
+            with self._tx() as tx:
+                tx.update(
+                    MetaItem(conv_pk(ws, conversation.id), "META"),
+                    actions=[MetaItem.status.set("closed"), MetaItem.closedAt.set(closed_at),
+                             MetaItem.closeReason.set(reason), MetaItem.updatedAt.set(closed_at),
+                             MetaItem.agentKey.remove(), MetaItem.queueKey.remove()],
+                    condition=condition,
+                )
+                if conversation.agent_id:
+                    tx.update(AgentItem(ws, f"AGENT#{conversation.agent_id}"), actions=[AgentItem.load.add(-1)],
+                              condition=AgentItem.load > 0)
+                if entry_key:
+                    tx.delete(QueueItem(queue_pk(ws), entry_key), condition=QueueItem.pk.exists())
+                # the META condition proves this conversation is the customer's open one: the pointer is ours
+                tx.delete(OpenPointer(f"{ws}#U#{conversation.customer_id}", "OPEN"))
+        except TransactWriteError:
+            raise StateConflict() from None
+
+    def record_handle_time(self, workspace: str, queue: str, handle_ms: int) -> None:
+        hour = now_iso()[:13]
+        HandleStat(workspace, f"HANDLE#{hour}#{queue}").update(actions=[
+            HandleStat.totalMs.add(max(0, handle_ms)), HandleStat.count.add(1),
+            HandleStat.expiresAt.set(int(time.time()) + HANDLE_STATS_RETENTION_S)])
+
+    def handle_stats(self, workspace: str) -> dict[str, tuple[int, int]]:
+        since = time.strftime("%Y-%m-%dT%H", time.gmtime(time.time() - HANDLE_STATS_WINDOW_S))
+        totals: dict[str, tuple[int, int]] = {}
+        for item in HandleStat.query(workspace, HandleStat.sk.between(f"HANDLE#{since}", "HANDLE#~")):
+            queue = item.sk.split("#", 2)[2]
+            total, count = totals.get(queue, (0, 0))
+            totals[queue] = (total + int(item.totalMs), count + int(item.count))
+        return totals
+
+    def add_counter(self, workspace: str, name: str, n: int = 1) -> None:
+        from ..metrics import METRIC_RETENTION_S
+
+        MetricItem(workspace, f"{now_iso()[:13]}#{name}").update(
+            actions=[MetricItem.value.add(n), MetricItem.expiresAt.set(int(time.time()) + METRIC_RETENTION_S)])
+
+    def save_offline_form(self, workspace: str, form: dict) -> None:
+        OfflineFormItem(f"{workspace}#F#{form['formId']}", "FORM", workspace=workspace, form=form,
+                        createdAt=form["createdAt"]).save(condition=OfflineFormItem.pk.does_not_exist())
+
+    def offline_forms(self, workspace: str, form_id: str) -> dict | None:
+        item = _get(OfflineFormItem, f"{workspace}#F#{form_id}", "FORM")
+        return item.form if isinstance(item, OfflineFormItem) else None
 
     # helpers ------------------------------------------------------------
 
@@ -508,6 +721,21 @@ class MetricItem(Model):
     pk = UnicodeAttribute(hash_key=True)
     sk = UnicodeAttribute(range_key=True)
     value = NumberAttribute(default=0)
+    expiresAt = NumberAttribute(null=True)
+
+
+HANDLE_STATS_WINDOW_S = 2 * 3600  # "recent" handle times: this hour and the two before
+HANDLE_STATS_RETENTION_S = 2 * 24 * 3600
+
+
+class HandleStat(Model):
+    """pk "{ws}", sk "HANDLE#{hour}#{queue}": handle time totals of conversations closed that hour."""
+
+    Meta = _meta(schema.METRICS)
+    pk = UnicodeAttribute(hash_key=True)
+    sk = UnicodeAttribute(range_key=True)
+    totalMs = NumberAttribute(default=0)
+    count = NumberAttribute(default=0)
     expiresAt = NumberAttribute(null=True)
 
 
