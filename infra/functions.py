@@ -12,6 +12,14 @@ the spec and nothing else:
 - ``manage_connections``: ``execute-api:ManageConnections`` on the stage's @connections.
 - ``stream_of``: the table's stream, and an SQS dead-letter queue for records that keep
   failing after bisecting and retries.
+- ``sends_to``: ``sqs:SendMessage`` on that queue only (its URL in ``queue.env_var``), and
+  the KMS actions a producer of an encrypted queue needs (``kms:GenerateDataKey``,
+  ``kms:Decrypt``), only through SQS.
+- ``consumes``: an SQS event source mapping (partial batch responses) with the receive
+  actions Lambda's poller needs on that queue and ``kms:Decrypt`` through SQS. Written
+  out instead of ``SqsEventSource``, whose ``grant_consume_messages`` grants the key
+  without the ``kms:ViaService`` condition (and ``GetQueueUrl`` /
+  ``ChangeMessageVisibility``, which the poller does not use).
 """
 
 from __future__ import annotations
@@ -30,6 +38,7 @@ from kefu import schema
 
 from infra import ROOT
 from infra.layers import ARCHITECTURE, ASSET_EXCLUDES, RUNTIME
+from infra.queues import CONSUMER_BATCH_SIZE, CONSUMER_MAX_BATCHING_WINDOW_S
 
 SERVICE_NAME = "kefu"
 LOG_RETENTION = logs.RetentionDays.ONE_MONTH
@@ -61,6 +70,13 @@ KMS_WRITE_ACTIONS = [
     "kms:ReEncryptTo",
 ]
 STREAM_READ_ACTIONS = ["dynamodb:DescribeStream", "dynamodb:GetRecords", "dynamodb:GetShardIterator"]
+# SQS: a producer; Lambda's poller (the execution role of an SQS event source mapping).
+QUEUE_SEND_ACTIONS = ["sqs:SendMessage"]  # SendMessageBatch is authorized by sqs:SendMessage too
+QUEUE_CONSUME_ACTIONS = ["sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes"]
+# SSE-KMS queue key use: a producer needs a data key (and Decrypt, SQS reuses data keys),
+# a consumer only Decrypt.
+QUEUE_KEY_SEND_ACTIONS = ["kms:GenerateDataKey", "kms:Decrypt"]
+QUEUE_KEY_CONSUME_ACTIONS = ["kms:Decrypt"]
 
 # Event source mapping of the stream consumers.
 STREAM_BATCH_SIZE = 100
@@ -99,6 +115,7 @@ class Functions(Construct):
         *,
         key: kms.IKey,
         tables: dict[str, dynamodb.Table],
+        queues: dict[str, sqs.IQueue],
         layers: list[lambda_.ILayerVersion],
         secret: secretsmanager.ISecret,
         callback_url: str,
@@ -131,6 +148,8 @@ class Functions(Construct):
                 environment[schema.ENV_JWT_SECRET_ID] = secret.secret_arn
             if spec.manage_connections:
                 environment[schema.ENV_WS_CALLBACK_URL] = callback_url
+            for queue_id in sorted(set(spec.sends_to)):
+                environment[schema.QUEUES[queue_id].env_var] = queues[queue_id].queue_url
             environment.update(spec.extra_env)
 
             function = lambda_.Function(
@@ -163,6 +182,9 @@ class Functions(Construct):
                 )
             if spec.stream_of:
                 self._consume_stream(spec, function, role, tables[spec.stream_of], key)
+            self._grant_send(role, spec, queues, key)
+            if spec.consumes:
+                self._consume_queue(function, role, queues[spec.consumes], key)
 
             self._acknowledge(spec, role, manage_connections_arn)
             self.functions[spec.name] = function
@@ -209,6 +231,49 @@ class Functions(Construct):
                 resources=[key.key_arn],
                 conditions=via_service("dynamodb"),
             )
+        )
+
+    @staticmethod
+    def _grant_send(role: iam.Role, spec: schema.Function, queues: dict, key: kms.IKey) -> None:
+        queue_ids = sorted(set(spec.sends_to))
+        if not queue_ids:
+            return
+        role.add_to_principal_policy(
+            iam.PolicyStatement(
+                sid="SendToQueues",
+                actions=QUEUE_SEND_ACTIONS,
+                resources=[queues[queue_id].queue_arn for queue_id in queue_ids],
+            )
+        )
+        role.add_to_principal_policy(
+            iam.PolicyStatement(
+                sid="SendQueueKey",
+                actions=QUEUE_KEY_SEND_ACTIONS,
+                resources=[key.key_arn],
+                conditions=via_service("sqs"),
+            )
+        )
+
+    @staticmethod
+    def _consume_queue(function: lambda_.Function, role: iam.Role, queue: sqs.IQueue, key: kms.IKey) -> None:
+        role.add_to_principal_policy(
+            iam.PolicyStatement(sid="ConsumeQueue", actions=QUEUE_CONSUME_ACTIONS, resources=[queue.queue_arn])
+        )
+        role.add_to_principal_policy(
+            iam.PolicyStatement(
+                sid="ConsumeQueueKey",
+                actions=QUEUE_KEY_CONSUME_ACTIONS,
+                resources=[key.key_arn],
+                conditions=via_service("sqs"),
+            )
+        )
+        # Retries and the dead-letter queue are the queue's own (redrive policy, queues.py).
+        function.add_event_source_mapping(
+            "QueueMapping",
+            event_source_arn=queue.queue_arn,
+            batch_size=CONSUMER_BATCH_SIZE,
+            max_batching_window=Duration.seconds(CONSUMER_MAX_BATCHING_WINDOW_S),
+            report_batch_item_failures=True,
         )
 
     def _consume_stream(

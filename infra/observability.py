@@ -10,6 +10,7 @@ from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_sns as sns
+from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 from kefu import schema
 
@@ -18,6 +19,7 @@ FUNCTION_ERRORS_THRESHOLD = 5  # errors per 5 minutes, 2 periods in a row
 FUNCTION_THROTTLES_THRESHOLD = 1  # any throttle means lost or delayed work
 WS_SERVER_ERRORS_THRESHOLD = 10  # IntegrationError + ExecutionError per 5 minutes
 REST_5XX_THRESHOLD = 10
+DLQ_MESSAGES_THRESHOLD = 1  # any message in a dead-letter queue is work that was given up on
 
 
 class ApiGatewayLogging(Construct):
@@ -78,6 +80,7 @@ class Monitoring(Construct):
         *,
         key: kms.Key,
         functions: dict[str, lambda_.Function],
+        dead_letter_queues: dict[str, sqs.IQueue],
         web_socket_api_id: str,
         rest_api: apigw.RestApi,
     ) -> None:
@@ -127,6 +130,16 @@ class Monitoring(Construct):
                 FUNCTION_THROTTLES_THRESHOLD,
                 1,
                 f"kefu {name}: throttled invocations (concurrency exhausted)",
+            )
+
+        for name, dlq in dead_letter_queues.items():
+            alarm(
+                f"{name}Messages",
+                dlq.metric_approximate_number_of_messages_visible(period=PERIOD, statistic="Maximum"),
+                DLQ_MESSAGES_THRESHOLD,
+                1,
+                f"kefu {name}: messages in the dead-letter queue, work that failed every retry "
+                "(inspect, fix, then redrive or purge)",
             )
 
         ws_dimensions = {"ApiId": web_socket_api_id, "Stage": schema.WS_STAGE}
@@ -195,4 +208,15 @@ class Monitoring(Construct):
                 width=8,
             ),
         )
+        if dead_letter_queues:
+            self.dashboard.add_widgets(
+                cloudwatch.GraphWidget(
+                    title="Dead-letter queues: visible messages",
+                    left=[
+                        q.metric_approximate_number_of_messages_visible(period=PERIOD, statistic="Maximum", label=n)
+                        for n, q in dead_letter_queues.items()
+                    ],
+                    width=24,
+                ),
+            )
         self.dashboard.add_widgets(cloudwatch.AlarmStatusWidget(alarms=self.alarms, title="Alarms", width=24))

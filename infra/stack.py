@@ -12,6 +12,7 @@ from infra.escalation import Escalation
 from infra.functions import Functions
 from infra.layers import Layers
 from infra.observability import ApiGatewayLogging, Monitoring
+from infra.queues import Queues
 from infra.realtime import Realtime
 from infra.search import Search
 from infra.secrets import Secrets
@@ -24,6 +25,7 @@ class KefuStack(Stack):
 
         self.data = Data(self, "Data")
         self.secrets = Secrets(self, "Secrets", key=self.data.key)
+        self.queues = Queues(self, "Queues", key=self.data.key)
         self.layers = Layers(self, "Layers")
         self.api_gateway_logging = ApiGatewayLogging(self, "ApiGatewayLogging")
 
@@ -34,6 +36,7 @@ class KefuStack(Stack):
             "Functions",
             key=self.data.key,
             tables=self.data.tables,
+            queues=self.queues.queues,
             layers=self.layers.all,
             secret=self.secrets.jwt_signing_key,
             callback_url=self.realtime.callback_url,
@@ -57,6 +60,10 @@ class KefuStack(Stack):
             "Monitoring",
             key=self.data.key,
             functions=self.functions.functions,
+            dead_letter_queues={
+                **{f"{queue_id}Dlq": dlq for queue_id, dlq in self.queues.dead_letter_queues.items()},
+                **{f"{name}StreamDlq": dlq for name, dlq in self.functions.dead_letter_queues.items()},
+            },
             web_socket_api_id=self.realtime.api.api_id,
             rest_api=self.rest.api,
         )
@@ -78,3 +85,5 @@ class KefuStack(Stack):
         CfnOutput(self, "AlarmTopicArn", value=self.monitoring.topic.topic_arn)
         for table_id, table in self.data.tables.items():
             CfnOutput(self, f"{table_id}TableName", value=table.table_name, description=schema.TABLES[table_id].env_var)
+        for queue_id, queue in self.queues.queues.items():
+            CfnOutput(self, f"{queue_id}QueueUrl", value=queue.queue_url, description=schema.QUEUES[queue_id].env_var)

@@ -37,12 +37,33 @@ def main(argv: list[str] | None = None) -> int:
     messages = benches.add_parser("messages", help="message path latency, requests, CPU, cold imports, cost")
     messages.add_argument("--conversations", type=int, default=20)
     messages.add_argument("--messages", type=int, default=20, help="customer messages per conversation")
+    routing = benches.add_parser("routing", help="simultaneous route requests, random closes, queue and wait estimate")
+    routing.add_argument("--agents", type=int, default=20)
+    routing.add_argument("--conversations", type=int, default=500)
+    routing.add_argument("--capacity", type=int, default=3, help="seats (max concurrent conversations) per agent")
+    routing.add_argument("--mean-handle-s", type=float, default=1.0,
+                         help="mean of the exponential handle times the agent clients wait before closing")
+    routing.add_argument("--warmup", type=int, default=40,
+                         help="conversations run and closed first, unmeasured, so the workspace knows handle times")
+    routing.add_argument("--seed", type=int, default=None, help="seed of the handle times (random when omitted)")
+    routing.add_argument("--timeout-s", type=float, default=900.0, help="overall limit of the measured phase")
+    routing.add_argument("--url", default=None,
+                         help="drive a running stack (e.g. http://127.0.0.1:8000; AWS_ENDPOINT_URL must name its "
+                              "DynamoDB) instead of starting one; AWS request counts are then null")
 
     args = parser.parse_args(argv)
     if args.command == "dev":
         return _dev(args)
     if args.command == "token":
         return _token(args)
+    if args.command == "bench" and args.bench == "routing":
+        from kefu_bench import routing as bench_routing
+
+        print(json.dumps(bench_routing.run(
+            agents=args.agents, conversations=args.conversations, capacity=args.capacity,
+            mean_handle_s=args.mean_handle_s, warmup=args.warmup, seed=args.seed, url=args.url,
+            timeout_s=args.timeout_s), indent=2, ensure_ascii=False))
+        return 0
     if args.command == "bench":
         from kefu_bench import messages as bench_messages
 

@@ -13,6 +13,7 @@ Run: python -m kefu_local.moto_server HOST PORT
 from __future__ import annotations
 
 import copy
+import inspect
 import os
 import signal
 import sys
@@ -96,13 +97,75 @@ def cheap_transactions() -> None:
     models.DynamoDBBackend.transact_write_items = transact_write_items
 
 
+def partition_queries() -> None:
+    """moto answers a Query on a table by filtering and sorting every item of the table: O(table
+    size) per Query, so every read got slower as a test session or a benchmark filled the tables.
+    A Query names one partition; read just that one (DynamoDB does the same)."""
+    from moto.dynamodb.models.table import Table
+
+    scope = threading.local()
+    original_query, original_all_items = Table.query, Table.all_items
+
+    def all_items(self):
+        hash_key = getattr(scope, "hash_key", None)
+        if hash_key is not None and self.range_key_attr:
+            return list(self.items[hash_key].values()) if hash_key in self.items else []
+        return original_all_items(self)
+
+    signature = inspect.signature(original_query)
+
+    def query(self, *args, **kwargs):
+        bound = signature.bind(self, *args, **kwargs)
+        index_name = bound.arguments.get("index_name")
+        scope.hash_key = bound.arguments.get("hash_key") if index_name is None else None
+        try:
+            return original_query(self, *args, **kwargs)
+        finally:
+            scope.hash_key = None
+
+    Table.all_items, Table.query = all_items, query
+
+
+def fast_reads() -> None:
+    """moto renders every response through a generic, shape-driven serializer: about a millisecond
+    per item, so a Query of a 400-item queue took half a second. Query and GetItem results are
+    DynamoDB JSON already; dump them directly (same bytes once parsed: checked against moto's own
+    serializer in tests/integration/test_local_stack.py)."""
+    import json
+    import uuid
+
+    from moto.dynamodb.responses import DynamoResult
+
+    original = DynamoResult.execute_result
+
+    def execute_result(self, context):
+        if context.operation_model.name not in FAST_READS:
+            return original(self, context)
+        headers = {"Content-Type": "application/x-amz-json-1.0", "x-amzn-requestid": uuid.uuid4().hex}
+        return 200, headers, json.dumps(self.result, separators=(",", ":"))
+
+    DynamoResult.execute_result = execute_result
+
+
+FAST_READS = ("Query", "GetItem")
+
+
 def main() -> None:
     host, port = sys.argv[1], int(sys.argv[2])
     os.environ.setdefault("MOTO_PORT", str(port))
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     cheap_transactions()
+    partition_queries()
+    fast_reads()
     app = DomainDispatcherApplication(create_backend_app)
-    run_simple(host, port, AtomicDynamoDBWrites(app), threaded=True, request_handler=MotoRequestHandler)
+    run_simple(host, port, AtomicDynamoDBWrites(app), threaded=True, request_handler=KeepAliveHandler)
+
+
+class KeepAliveHandler(MotoRequestHandler):
+    """HTTP/1.1: botocore keeps its connections open instead of a TCP handshake (and a new server
+    thread) per request. Responses carry Content-Length, which keep-alive needs."""
+
+    protocol_version = "HTTP/1.1"
 
 
 if __name__ == "__main__":

@@ -101,6 +101,7 @@ class LocalStack:
         install_request_counter()
         runtime = LambdaRuntime(config.ROOT / "functions")
         runtime.load_all()
+        _warm_table_clients()
         if self.seed:
             from kefu import wiring
 
@@ -171,3 +172,16 @@ class LocalStack:
 
     def __exit__(self, *exc) -> None:
         self.stop()
+
+
+def _warm_table_clients() -> None:
+    """PynamoDB builds one botocore client per model class on first use, and a burst of threads
+    hitting a fresh class all build their own (~50 ms of CPU each). A Lambda container serves one
+    request at a time and never sees that; the in-process gateway would, so build them now."""
+    from pynamodb.models import Model
+
+    from kefu.adapters import dynamodb
+
+    for value in vars(dynamodb).values():
+        if isinstance(value, type) and issubclass(value, Model) and value is not Model:
+            value._get_connection().connection.client  # noqa: B018 - creating it is the point

@@ -11,6 +11,7 @@ from aws_cdk.assertions import Match
 from kefu import schema
 
 from infra.layers import dependencies_asset_hash
+from infra.queues import VISIBILITY_TIMEOUT_FACTOR
 
 TABLE_WRITE_ACTIONS = {
     "dynamodb:BatchWriteItem",
@@ -44,6 +45,16 @@ def refs(value) -> set[str]:
     return found
 
 
+def _joined(value) -> str:
+    """A template string value with its Fn::Join parts concatenated (references left out)."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, dict) and "Fn::Join" in value:
+        separator, parts = value["Fn::Join"]
+        return separator.join(_joined(p) for p in parts)
+    return ""
+
+
 def as_list(value) -> list:
     return value if isinstance(value, list) else [value]
 
@@ -61,6 +72,9 @@ def ids(synthesized):
         "secret": synthesized.logical_id(stack.secrets.jwt_signing_key),
         "ws_api": synthesized.logical_id(stack.realtime.api),
         "topic": synthesized.logical_id(stack.monitoring.topic),
+        "queues": {qid: synthesized.logical_id(q) for qid, q in stack.queues.queues.items()},
+        "queue_dlqs": {qid: synthesized.logical_id(q) for qid, q in stack.queues.dead_letter_queues.items()},
+        "stream_dlqs": {n: synthesized.logical_id(q) for n, q in stack.functions.dead_letter_queues.items()},
     }
 
 
@@ -184,6 +198,10 @@ def test_function_matches_schema(synthesized, ids, spec):
         expected.add(schema.ENV_WS_CALLBACK_URL)
         callback = json.dumps(env[schema.ENV_WS_CALLBACK_URL])
         assert ids["ws_api"] in callback and f"/{schema.WS_STAGE}" in callback and "https://" in callback
+    for queue_id in spec.sends_to:
+        var = schema.QUEUES[queue_id].env_var
+        expected.add(var)
+        assert env[var] == {"Ref": ids["queues"][queue_id]}  # Ref of an SQS queue is its URL
     expected |= set(spec.extra_env)
     assert set(env) == expected
     assert env["POWERTOOLS_SERVICE_NAME"] == "kefu"
@@ -322,6 +340,122 @@ def test_stream_consumer_mapping(synthesized, ids, spec):
     assert ssl_denied
 
 
+# ---------------------------------------------------------------- queues
+
+
+def _ssl_denied(synthesized, queue_logical: str) -> bool:
+    return any(
+        s["Effect"] == "Deny"
+        and s.get("Condition", {}).get("Bool", {}).get("aws:SecureTransport") == "false"
+        and queue_logical in refs(s["Resource"])
+        for p in synthesized.of_type("AWS::SQS::QueuePolicy").values()
+        if queue_logical in refs(p["Properties"]["Queues"])
+        for s in as_list(p["Properties"]["PolicyDocument"]["Statement"])
+    )
+
+
+def _mappings_of(synthesized, function_logical: str) -> list[dict]:
+    return [
+        m["Properties"]
+        for m in synthesized.of_type("AWS::Lambda::EventSourceMapping").values()
+        if refs(m["Properties"]["FunctionName"]) == {function_logical}
+    ]
+
+
+def test_every_queue_is_a_schema_queue_a_dead_letter_queue_or_a_stream_dlq(synthesized, ids):
+    expected = set(ids["queues"].values()) | set(ids["queue_dlqs"].values()) | set(ids["stream_dlqs"].values())
+    assert set(synthesized.of_type("AWS::SQS::Queue")) == expected
+    assert set(ids["queues"]) == set(schema.QUEUES)
+
+
+@pytest.mark.parametrize("spec", list(schema.QUEUES.values()), ids=lambda q: q.id)
+def test_queue_matches_schema(synthesized, ids, spec):
+    queue_logical, dlq_logical = ids["queues"][spec.id], ids["queue_dlqs"][spec.id]
+    queue = synthesized.resources[queue_logical]["Properties"]
+    dlq = synthesized.resources[dlq_logical]["Properties"]
+
+    for props in (queue, dlq):  # SSE-KMS with the stack key, not SQS-managed SSE
+        assert refs(props["KmsMasterKeyId"]) == {ids["key"]}
+        assert "SqsManagedSseEnabled" not in props or props["SqsManagedSseEnabled"] is False
+    assert _ssl_denied(synthesized, queue_logical)
+    assert _ssl_denied(synthesized, dlq_logical)
+
+    assert refs(queue["RedrivePolicy"]["deadLetterTargetArn"]) == {dlq_logical}
+    assert queue["RedrivePolicy"]["maxReceiveCount"] == spec.max_receives
+    assert "RedrivePolicy" not in dlq
+
+    consumers = [f for f in schema.FUNCTIONS if f.consumes == spec.id]
+    if consumers:
+        assert queue["VisibilityTimeout"] >= VISIBILITY_TIMEOUT_FACTOR * max(f.timeout_s for f in consumers)
+    # A message moved to the DLQ keeps its enqueue time: the DLQ must keep it for longer.
+    assert dlq["MessageRetentionPeriod"] > queue.get("MessageRetentionPeriod", 4 * 86400)
+    assert dlq["MessageRetentionPeriod"] == 14 * 86400
+
+
+@pytest.mark.parametrize("spec", schema.FUNCTIONS, ids=lambda f: f.name)
+def test_queue_send_only_where_declared(role_statements, ids, spec):
+    schema_queues = {logical: qid for qid, logical in ids["queues"].items()}
+    own_stream_dlq = {ids["stream_dlqs"][spec.name]} if spec.name in ids["stream_dlqs"] else set()
+    sent_to: set[str] = set()
+    for statement in role_statements[spec.name]:
+        if "sqs:SendMessage" not in as_list(statement["Action"]):
+            continue
+        targets = refs(statement["Resource"])
+        assert targets <= set(schema_queues) | own_stream_dlq, (spec.name, targets)
+        sent_to |= {schema_queues[t] for t in targets if t in schema_queues}
+    assert sent_to == set(spec.sends_to)
+
+    key_statements = [
+        s
+        for s in role_statements[spec.name]
+        if "kms:GenerateDataKey" in as_list(s["Action"]) and "sqs." in json.dumps(s.get("Condition", {}))
+    ]
+    if spec.sends_to:
+        assert key_statements and all(refs(s["Resource"]) == {ids["key"]} for s in key_statements)
+        assert {"kms:GenerateDataKey", "kms:Decrypt"} <= actions_of(key_statements)
+    elif not spec.stream_of:  # a stream consumer sends failed batches to its own DLQ
+        assert key_statements == []
+
+
+@pytest.mark.parametrize("spec", schema.FUNCTIONS, ids=lambda f: f.name)
+def test_queue_consumption_only_where_declared(synthesized, role_statements, ids, spec):
+    receive = [s for s in role_statements[spec.name] if "sqs:ReceiveMessage" in as_list(s["Action"])]
+    queue_mappings = [
+        m
+        for m in _mappings_of(synthesized, ids["functions"][spec.name])
+        if refs(m["EventSourceArn"]) & set(ids["queues"].values())
+    ]
+    if not spec.consumes:
+        assert receive == [] and queue_mappings == []
+        return
+    queue_logical = ids["queues"][spec.consumes]
+    assert receive and all(refs(s["Resource"]) == {queue_logical} for s in receive)
+    assert {"sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes"} <= actions_of(receive)
+    decrypt = [
+        s
+        for s in role_statements[spec.name]
+        if "kms:Decrypt" in as_list(s["Action"]) and "sqs." in json.dumps(s.get("Condition", {}))
+    ]
+    assert decrypt and all(refs(s["Resource"]) == {ids["key"]} for s in decrypt)
+
+    (mapping,) = queue_mappings
+    assert refs(mapping["EventSourceArn"]) == {queue_logical}
+    assert mapping["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+    assert mapping["BatchSize"] == 10
+    assert mapping.get("MaximumBatchingWindowInSeconds", 0) == 0
+    assert mapping.get("Enabled", True) is True
+    # SQS mappings retry through the queue's redrive policy, not stream-style settings.
+    assert "DestinationConfig" not in mapping and "StartingPosition" not in mapping
+
+
+def test_timers_function_consumes_the_timers_queue(synthesized, ids):
+    """The schema wiring the brief relies on: the timers function is the Timers consumer."""
+    assert schema.FUNCTIONS_BY_NAME["timers"].consumes == schema.TIMERS.id
+    mappings = _mappings_of(synthesized, ids["functions"]["timers"])
+    assert [refs(m["EventSourceArn"]) for m in mappings] == [{ids["queues"][schema.TIMERS.id]}]
+    assert mappings[0]["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+
+
 # ---------------------------------------------------------------- WebSocket API
 
 
@@ -342,6 +476,28 @@ def test_websocket_routes_are_exactly_the_schema_routes(synthesized, ids):
         (integration_id,) = refs(props["Target"])
         target = refs(integrations[integration_id]["Properties"]["IntegrationUri"])
         assert target == {ids["functions"][schema.WS_ROUTES[props["RouteKey"]]]}, props["RouteKey"]
+
+
+@pytest.mark.parametrize("route_key", sorted(schema.WS_ROUTES))
+def test_websocket_route_has_a_lambda_integration(synthesized, ids, route_key):
+    routes = {
+        r["Properties"]["RouteKey"]: r["Properties"] for r in synthesized.of_type("AWS::ApiGatewayV2::Route").values()
+    }
+    assert route_key in routes
+    (integration_id,) = refs(routes[route_key]["Target"])
+    integration = synthesized.resources[integration_id]["Properties"]
+    assert integration["IntegrationType"] == "AWS_PROXY"
+    function = ids["functions"][schema.WS_ROUTES[route_key]]
+    assert refs(integration["IntegrationUri"]) == {function}
+    invokable = [
+        props
+        for props in (p["Properties"] for p in synthesized.of_type("AWS::Lambda::Permission").values())
+        if props["Principal"] == "apigateway.amazonaws.com"
+        and function in refs(props["FunctionName"])
+        and ids["ws_api"] in refs(props.get("SourceArn", {}))
+        and _joined(props.get("SourceArn", "")).endswith(f"/*{route_key}")
+    ]
+    assert invokable, f"API Gateway may not invoke {schema.WS_ROUTES[route_key]} for {route_key}"
 
 
 def test_authorizer_guards_connect_only(synthesized, ids):
@@ -561,6 +717,19 @@ def test_alarms_per_function(synthesized, ids):
             assert len(matching) == 1, f"{name} {metric}"
 
 
+def test_alarm_on_every_dead_letter_queue(synthesized, ids):
+    dlqs = set(ids["queue_dlqs"].values()) | set(ids["stream_dlqs"].values())
+    alarmed = {
+        queue
+        for a in synthesized.of_type("AWS::CloudWatch::Alarm").values()
+        if a["Properties"].get("Namespace") == "AWS/SQS"
+        and a["Properties"].get("MetricName") == "ApproximateNumberOfMessagesVisible"
+        and a["Properties"]["Threshold"] == 1
+        for queue in refs(a["Properties"].get("Dimensions", []))
+    }
+    assert alarmed == dlqs
+
+
 def test_websocket_server_error_alarm(synthesized, ids):
     alarms = [
         a
@@ -591,6 +760,8 @@ def test_outputs(synthesized):
         assert name in outputs
     for table_id in schema.TABLES:
         assert f"{table_id}TableName" in outputs
+    for queue_id in schema.QUEUES:
+        assert f"{queue_id}QueueUrl" in outputs
 
 
 def test_dependencies_layer_hash_follows_requirements(tmp_path):

@@ -136,3 +136,9 @@ def test_queue_updates_reach_the_front_always_and_the_back_every_tenth_place():
     assert routing.should_notify(69, 68) is False and routing.should_notify(70, 69)  # entered the 60s
     assert routing.should_notify(11, 10) and routing.should_notify(10, 9)
     assert routing.LIVE_POSITIONS == 10
+
+
+def test_the_queue_sort_key_carries_the_entry():
+    entry = QueueEntry("w", "c_18f0abc", "售后", 10, 1732000000123, "cust-1", "en")
+    assert entry.sort_key == "售后#989#1732000000123#c_18f0abc"
+    assert QueueEntry.from_sort_key("w", entry.sort_key, "cust-1", "en") == entry

@@ -59,7 +59,9 @@ class ConversationService:
         if conversation_id is None:
             if who.role != "customer":
                 raise InvalidFrame("conversationId is required", client_message_id=frame.clientMessageId)
-            conversation_id, opened = self._open_conversation(who)
+            if frame.group is not None:
+                self.router.check_group(who.workspace, frame.group)
+            conversation_id, opened = self._open_conversation(who, frame)
 
         for attempt in range(MAX_SEQ_RETRIES):
             conversation, connections = self.store.load_for_fanout(who.workspace, conversation_id)
@@ -122,7 +124,7 @@ class ConversationService:
 
     # ------------------------------------------------------------ internals
 
-    def _open_conversation(self, who: Principal) -> tuple[str, Conversation | None]:
+    def _open_conversation(self, who: Principal, frame: frames.MessageFrame) -> tuple[str, Conversation | None]:
         existing = self.store.open_conversation_id(who.workspace, who.id)
         if existing:
             return existing, None
@@ -132,6 +134,8 @@ class ConversationService:
             customer_id=who.id,
             customer_name=who.name,
             customer_tags=who.tags,
+            group=frame.group,
+            language=frame.language,
         )
         try:
             self.store.create_conversation(conversation, self.store.connections_of(who.workspace, "customer", who.id))

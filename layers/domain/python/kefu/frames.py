@@ -20,6 +20,7 @@ Id = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=r"^[A
 # skill groups are named by people: 售后, 技术, billing (letters of any script, digits, _ . : -)
 GroupId = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=r"^[\w.:\-]+$")]
 Text = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=MAX_TEXT_CHARS)]
+Language = Annotated[str, StringConstraints(min_length=2, max_length=16, pattern=r"^[A-Za-z]{2,3}(-[A-Za-z0-9]+)*$")]
 
 
 class _Frame(BaseModel):
@@ -32,6 +33,9 @@ class MessageFrame(_Frame):
     conversationId: Id | None = None
     clientMessageId: Id
     text: Text
+    # only when the message opens a conversation: what it needs (the widget's topic picker)
+    group: GroupId | None = None
+    language: Language | None = None
 
 
 class TypingFrame(_Frame):
@@ -49,9 +53,6 @@ class SyncFrame(_Frame):
 
 class InboxFrame(_Frame):
     action: Literal["inbox"]
-
-
-Language = Annotated[str, StringConstraints(min_length=2, max_length=16, pattern=r"^[A-Za-z]{2,3}(-[A-Za-z0-9]+)*$")]
 
 
 class RouteFrame(_Frame):

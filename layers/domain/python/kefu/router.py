@@ -26,6 +26,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 HISTORY_ON_ASSIGN = 200
+HANDLE_CACHE_S = 10.0
 OFFLINE_FORM_FIELDS = ["name", "contact", "question"]
 
 
@@ -34,6 +35,7 @@ class Router:
         self.store = store
         self.delivery = delivery
         self.timers = timers
+        self._handle_cache: dict[str, tuple[float, dict[str, float]]] = {}
 
     # ------------------------------------------------------------ asking for a human
 
@@ -49,7 +51,7 @@ class Router:
             return self._queue_frame(conversation.workspace, conversation.id, reply=True) or _routed(
                 conversation, "queued", "already waiting")
         if frame.group is not None:
-            self._check_group(conversation.workspace, frame.group)
+            self.check_group(conversation.workspace, frame.group)
         conversation.group = frame.group or conversation.group
         conversation.language = frame.language or conversation.language
         return self.dispatch(conversation, reply=True)
@@ -82,7 +84,7 @@ class Router:
         entry = QueueEntry(
             ws, conversation.id, decision.group or routing.ANY_GROUP,
             need.priority + (routing.REQUEUE_BOOST if previous_agent_id else 0), _ms(conversation.opened_at),
-            conversation.customer_id, conversation.customer_name, need.language,
+            conversation.customer_id, need.language,
         )
         explained = decision.explain(None)
         if note:
@@ -97,13 +99,16 @@ class Router:
             self._left(conversation, previous_agent_id, "back in the queue")
         if decision.online_in_group == 0:
             self._push(conversation, self._offline_offer(conversation, "no_agents_online"))
-        # An agent may have freed a seat between our read of the agents and the enqueue: look again.
-        self.drain(ws, skip_notify=conversation.id)
-        entries = self.store.queue_entries(ws)
+        # An agent may have freed a seat between our read of the agents and the enqueue: read again,
+        # after the enqueue, and drain if anyone can take anything (both sides read after writing, so
+        # one of them sees the other).
+        entries, agents = self.store.queue_entries(ws), self.store.list_agents(ws)
+        if any(routing.decide(agents, settings, e.need()).ranked for e in entries):
+            self.drain(ws, skip_notify=conversation.id, settings=settings, entries=entries, agents=agents)
+            entries, agents = self.store.queue_entries(ws), self.store.list_agents(ws)
         mine = next((e for e in entries if e.conversation_id == conversation.id), None)
         if mine is None:  # the drain just assigned it
             return _routed(conversation, "assigned", "assigned from the queue")
-        agents = self.store.list_agents(ws)
         # whoever this one overtook (a VIP, a requeued conversation) moved back a place: tell them
         before = routing.positions([e for e in entries if e is not mine])
         self._notify_positions(ws, before, entries, agents, skip=conversation.id)
@@ -142,15 +147,19 @@ class Router:
 
     # ------------------------------------------------------------ the queue
 
-    def drain(self, workspace: str, *, skip_notify: str | None = None) -> int:
+    def drain(self, workspace: str, *, skip_notify: str | None = None, settings: RoutingSettings | None = None,
+              entries: list[QueueEntry] | None = None, agents: list[Agent] | None = None) -> int:
         """Assign waiting conversations to agents with free seats, best first; then tell everyone still
-        waiting whose place changed. Safe to run anywhere, any number of times at once."""
-        entries = self.store.queue_entries(workspace)
+        waiting whose place changed. Safe to run anywhere, any number of times at once. Callers that
+        just read the queue, the agents or the settings pass them in."""
+        entries = self.store.queue_entries(workspace) if entries is None else entries
         if not entries:
             return 0
         before = routing.positions(entries)
-        settings = self._settings(workspace)
-        agents = {a.id: a for a in self.store.list_agents(workspace)}
+        settings = settings or self._settings(workspace)
+        agents = {a.id: a for a in (self.store.list_agents(workspace) if agents is None else agents)}
+        if not any(routing.assignable(a) for a in agents.values()):
+            return 0
         assigned = 0
         remaining = []
         for entry in sorted(entries, key=lambda e: (-e.priority, e.arrival_ms, e.conversation_id)):
@@ -198,11 +207,17 @@ class Router:
         return _queue(entry, position, self.store.list_agents(workspace), self._handle_times(workspace))
 
     def _handle_times(self, workspace: str) -> dict[str, float]:
+        """Mean handle time per queue, from the last hours' closes (cached briefly: it moves slowly)."""
+        cached = self._handle_cache.get(workspace)
+        if cached and time.monotonic() - cached[0] < HANDLE_CACHE_S:
+            return cached[1]
         stats = self.store.handle_stats(workspace)
         total = sum(t for t, _ in stats.values()), sum(c for _, c in stats.values())
         overall = routing.mean_handle_s(*total)
         # a queue with few closes of its own borrows the workspace's mean
-        return {q: routing.mean_handle_s(t, c) if c >= 5 else overall for q, (t, c) in stats.items()} | {"": overall}
+        means = {q: routing.mean_handle_s(t, c) if c >= 5 else overall for q, (t, c) in stats.items()} | {"": overall}
+        self._handle_cache[workspace] = (time.monotonic(), means)
+        return means
 
     def cancel(self, who: Principal, frame: frames.CancelFrame) -> dict:
         if who.role != "customer":
@@ -248,7 +263,7 @@ class Router:
             if chosen is None:
                 raise NoAgentAvailable(f"{agent.name or agent.id} cannot take it right now; it stays where it is")
             return _handoff_reply(conversation, "transferred", agent)
-        self._check_group(who.workspace, target.group)
+        self.check_group(who.workspace, target.group)
         conversation.group = target.group
         if conversation.status == "queued":
             raise InvalidFrame("the conversation is waiting in the queue; assign it to an agent instead")
@@ -420,7 +435,7 @@ class Router:
             frame = _queue(entry, where[entry.conversation_id], agents, handle)
             queue.append({
                 "conversationId": entry.conversation_id,
-                "customer": {"id": entry.customer_id, "name": entry.customer_name},
+                "customer": {"id": entry.customer_id},
                 "queue": entry.queue,
                 "priority": entry.priority,
                 "position": frame["position"],
@@ -481,7 +496,8 @@ class Router:
             log.warning("routing settings unusable, using defaults: %s", error)
             return RoutingSettings()
 
-    def _check_group(self, workspace: str, group: str) -> None:
+    def check_group(self, workspace: str, group: str) -> None:
+        """NotFound unless some agent has the group or the settings name it."""
         settings = self._settings(workspace)
         if group in settings.groups or any(group in a.groups for a in self.store.list_agents(workspace)):
             return

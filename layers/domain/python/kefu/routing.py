@@ -321,8 +321,13 @@ class QueueEntry:
     priority: int
     arrival_ms: int  # when the customer started waiting (kept when a conversation is requeued)
     customer_id: str = ""
-    customer_name: str = ""
     language: str | None = None
+
+    @classmethod
+    def from_sort_key(cls, workspace: str, sort_key: str, customer_id: str = "",
+                      language: str | None = None) -> QueueEntry:
+        queue, inverted, arrival, conversation_id = sort_key.split("#", 3)
+        return cls(workspace, conversation_id, queue, 999 - int(inverted), int(arrival), customer_id, language)
 
     @property
     def sort_key(self) -> str:

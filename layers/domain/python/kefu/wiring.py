@@ -40,18 +40,32 @@ def timers():
     return SqsTimers(os.environ[schema.ENV_TIMERS_QUEUE_URL])
 
 
+class _OnFirstUse:
+    """Builds an adapter when it is first used. The stack gives a function only the endpoints its
+    permissions allow (no queue URL where it never sends), so wiring must not read them at import."""
+
+    def __init__(self, build):
+        self._build = build
+        self._target = None
+
+    def __getattr__(self, name):
+        if self._target is None:
+            self._target = self._build()
+        return getattr(self._target, name)
+
+
 @lru_cache(maxsize=1)
 def delivery():
     from .delivery import Delivery
 
-    return Delivery(store(), notifier())
+    return Delivery(store(), _OnFirstUse(notifier))
 
 
 @lru_cache(maxsize=1)
 def router():
     from .router import Router
 
-    return Router(store(), delivery(), timers())
+    return Router(store(), delivery(), _OnFirstUse(timers))
 
 
 @lru_cache(maxsize=1)

@@ -206,19 +206,15 @@ class WorkspaceItem(DirectoryItem, discriminator="workspace"):
 
 
 class QueueItem(DirectoryItem, discriminator="queued"):
-    """pk "{ws}#Q", sk QueueEntry.sort_key: one Query reads the whole queue in order."""
+    """pk "{ws}#Q", sk QueueEntry.sort_key: one Query reads the whole queue in order. The sort key
+    carries queue, priority, arrival and conversation; the item adds only who to tell and the
+    language asked for, so that reading a long queue stays cheap."""
 
-    conversationId = UnicodeAttribute()
-    queue = UnicodeAttribute()
-    priority = NumberAttribute()
-    arrivalMs = NumberAttribute()
     customerId = UnicodeAttribute(default="")
-    customerName = UnicodeAttribute(default="")
     language = UnicodeAttribute(null=True)
 
     def domain(self, workspace: str) -> QueueEntry:
-        return QueueEntry(workspace, self.conversationId, self.queue, int(self.priority), int(self.arrivalMs),
-                          self.customerId, self.customerName, self.language)
+        return QueueEntry.from_sort_key(workspace, self.sk, self.customerId, self.language)
 
 
 def queue_pk(workspace: str) -> str:
@@ -434,6 +430,8 @@ class DynamoStore:
             openedAt=conversation.opened_at,
             updatedAt=conversation.opened_at,
             customerKey=f"{ws}#{conversation.customer_id}",
+            group=conversation.group,
+            language=conversation.language,
         )
         pointer = OpenPointer(f"{ws}#U#{conversation.customer_id}", "OPEN", conversationId=conversation.id)
         try:
@@ -625,9 +623,7 @@ class DynamoStore:
             actions.append(MetaItem.group.set(entry.queue))
         if entry.language:
             actions.append(MetaItem.language.set(entry.language))
-        item = QueueItem(queue_pk(ws), entry.sort_key, conversationId=entry.conversation_id, queue=entry.queue,
-                         priority=entry.priority, arrivalMs=entry.arrival_ms, customerId=entry.customer_id,
-                         customerName=entry.customer_name, language=entry.language)
+        item = QueueItem(queue_pk(ws), entry.sort_key, customerId=entry.customer_id, language=entry.language)
         try:
             with self._tx() as tx:
                 tx.save(item, condition=QueueItem.pk.does_not_exist())
