@@ -22,19 +22,30 @@
  *  - agents ask for their inbox after each (re)connect and follow exactly the conversations it
  *    lists (a reload or a transfer made elsewhere is picked up);
  *  - a "busy" refusal is retried after a short random delay, with the same clientMessageId;
- *  - message, sync, inbox, route and handoff frames carry a requestId; the server echoes it on the
- *    direct reply or error, so each reply and error is matched to its request (the `request`
- *    argument of the callbacks below: {requestId, action, conversationId, sentAt, ...}, or null
- *    for frames the server pushes and for replies from an older server that does not echo);
+ *  - every action but typing carries a requestId; the server echoes it on the direct reply or
+ *    error, so each reply and error is matched to its request (the `request` argument of the
+ *    callbacks below: {requestId, action, conversationId, sentAt, ...}, or null for frames the
+ *    server pushes and for replies from an older server that does not echo);
+ *  - a conversation that is closed (closed, cancelled) or taken away from this agent (unassigned)
+ *    is no longer tracked: it is not synced after a reconnect;
  *  - an `assigned` frame whose history does not reach back to seq 1 (historyComplete false) is
  *    not synced from seq 1: the conversation's `floor` is the seq below which messages are not
  *    loaded, and loadEarlier(id) fetches the 200 before it.
  *
+ * Actions besides send/sync/inbox: route(id, {group, language}), cancel(id), closeConversation(id, resolved),
+ * offlineForm({conversationId, name, contact, question}) for customers; handoff(id, to, note),
+ * presence(status), snapshot(), assign(id, agentId) for agents (snapshot and assign: supervisors).
+ * Each returns the requestId, or false when the socket is not open.
+ *
  * Events are plain callback properties: onStatus, onMessage(message, conversation, {origin, own}),
  * onOutbox(item), onAck(frame, item, request), onError(frame, item, request), onAssigned(frame, c),
- * onInbox(frame, conversations, request), onRouted(frame, request), onRouting(frame),
- * onHandoff(frame, request), onTyping(frame), onSync(frame, c, request), onFrame(frame).
- * onError also reports requests that got no reply: code "no_reply" (route, handoff, loadEarlier).
+ * onUnassigned(frame, c), onInbox(frame, conversations, request), onRouted(frame, request),
+ * onQueue(frame, request), onOffline(frame, request), onClosed(frame, c, request),
+ * onCancelled(frame, c, request), onHandoff(frame, request), onPresence(frame, request),
+ * onSnapshot(frame, request), onAssign(frame, request), onOfflineForm(frame, request),
+ * onTyping(frame), onSync(frame, c, request), onFrame(frame).
+ * onError also reports requests that got no reply: code "no_reply" (every action a person starts:
+ * route, cancel, close, offline_form, handoff, presence, assign, and loadEarlier).
  */
 (function (root) {
   "use strict";
@@ -45,6 +56,8 @@
   // digits of any script, connector punctuation such as _), 1-64 characters: 售后, 技术, billing
   const GROUP_RE = /^[\p{Alphabetic}\p{M}\p{Nd}\p{Pc}\p{Join_Control}.:\-]{1,64}$/u;
   const PAGE = 200; // the server's largest sync page
+  // actions a person starts: a lost reply is reported to the page (onError, code "no_reply")
+  const PERSON_ACTIONS = new Set(["route", "cancel", "close", "offline_form", "handoff", "presence", "assign"]);
 
   function uuid() {
     const c = root.crypto;
@@ -98,6 +111,7 @@
       this.checkAuth = o.checkAuth || null; // async () => false when the token is no longer accepted
       this.storage = o.storage || null; // localStorage-like: unacked messages survive a reload
       this.storageKey = `kefu.outbox.${this.workspace}.${this.role}.${this.userId}`;
+      this.presenceStatus = null; // an agent's presence, as last confirmed by a presence reply
 
       this.state = "idle";
       this.socket = null;
@@ -235,9 +249,11 @@
 
     _keepalive() {
       if (Date.now() - this._lastSent < this.keepaliveMs) return;
-      // there is no ping action: a sync of a tracked conversation is the cheapest useful frame
+      // there is no ping action: a sync of a tracked conversation is the cheapest useful frame; an agent
+      // who follows none asks for the inbox (an idle console would be closed, and reconnect, every 10 min)
       const conversation = Array.from(this.conversations.values()).find((c) => c.tracked);
       if (conversation) this._sync(conversation, true);
+      else if (this.useInbox) this.inbox();
     }
 
     _setState(state, detail) {
@@ -284,7 +300,7 @@
         const c = this.conversations.get(request.conversationId);
         if (c) c.loadingEarlier = false;
       }
-      if (request.action === "route" || request.action === "handoff" || request.kind === "earlier") {
+      if (PERSON_ACTIONS.has(request.action) || request.kind === "earlier") {
         const message = why === "closed" ? "the connection closed before the reply came" : "no reply from the server";
         this._emit("onError", { type: "error", code: "no_reply", message, requestId }, null, request);
       }
@@ -400,13 +416,20 @@
 
     // ---------------------------------------------------------------- outgoing
 
-    /** Queue a message; returns the outbox entry (state "sending"), or throws on invalid text. */
-    send(text, conversationId) {
+    /**
+     * Queue a message; returns the outbox entry (state "sending"), or throws on invalid text. A customer's
+     * message without conversationId opens a conversation when they have none; options {group, language}
+     * say what that new conversation needs (ignored otherwise).
+     */
+    send(text, conversationId, options) {
       const checked = checkText(text);
       if (!checked.ok) throw new RangeError(`text must be 1-${MAX_TEXT_CHARS} characters`);
       if (!conversationId && this.role === "agent") throw new Error("agents must name the conversation");
+      const o = options || {};
       const item = { clientMessageId: uuid(), conversationId: conversationId || null, text: checked.text,
                      state: "sending", attempts: 0, error: null, createdAt: new Date().toISOString() };
+      if (!item.conversationId && o.group) item.group = o.group;
+      if (!item.conversationId && o.language) item.language = o.language;
       this.outbox.push(item);
       this._saveOutbox();
       this._emit("onOutbox", item);
@@ -444,6 +467,10 @@
       }
       const frame = { action: "message", clientMessageId: item.clientMessageId, text: item.text };
       if (item.conversationId) frame.conversationId = item.conversationId;
+      else {
+        if (item.group) frame.group = item.group; // only used when this message opens the conversation
+        if (item.language) frame.language = item.language;
+      }
       item.attempts += 1;
       this._inflight = item;
       // the requestId names the message also in the few errors without its clientMessageId
@@ -485,7 +512,8 @@
       if (!this.storage) return;
       try {
         const pending = this.outbox.filter((i) => i.state === "sending")
-          .map(({ clientMessageId, conversationId, text, createdAt }) => ({ clientMessageId, conversationId, text, createdAt }));
+          .map(({ clientMessageId, conversationId, text, createdAt, group, language }) =>
+            ({ clientMessageId, conversationId, text, createdAt, group, language }));
         if (pending.length) this.storage.setItem(this.storageKey, JSON.stringify(pending));
         else this.storage.removeItem(this.storageKey);
       } catch (e) { /* storage full or disabled: the outbox stays in memory */ }
@@ -507,9 +535,50 @@
       return this._send({ action: "typing", conversationId, typing: isTyping !== false });
     }
 
-    /** Ask for a human. Returns the requestId (the reply comes as onRouted, a refusal as onError), or false. */
-    route(conversationId) {
-      return this._request({ action: "route", conversationId });
+    /**
+     * Ask for a human; options {group, language} say what the conversation needs. Returns the requestId, or
+     * false. The reply comes as onRouted (an agent has it), onQueue (it waits; also the way to learn the
+     * current position after a reconnect) or onOffline (outside business hours); a refusal as onError.
+     */
+    route(conversationId, options) {
+      const o = options || {};
+      const frame = { action: "route", conversationId };
+      if (o.group) frame.group = o.group;
+      if (o.language) frame.language = o.language;
+      return this._request(frame);
+    }
+
+    /** A customer stops waiting in the queue: the conversation is closed (onCancelled). */
+    cancel(conversationId) {
+      return this._request({ action: "cancel", conversationId });
+    }
+
+    /** End a conversation (customer, its agent, or a supervisor): everyone in it gets onClosed. */
+    closeConversation(conversationId, resolved) {
+      return this._request({ action: "close", conversationId, resolved: resolved !== false });
+    }
+
+    /** A customer leaves a question for later ({conversationId?, name, contact, question}): onOfflineForm. */
+    offlineForm(form) {
+      const f = form || {};
+      const frame = { action: "offline_form", name: f.name, contact: f.contact, question: f.question };
+      if (f.conversationId) frame.conversationId = f.conversationId;
+      return this._request(frame);
+    }
+
+    /** An agent's presence: "online", "away" or "offline" (onPresence). */
+    presence(status) {
+      return this._request({ action: "presence", status });
+    }
+
+    /** Supervisors: the live queue and agents (onSnapshot; others get onError with code "forbidden"). */
+    snapshot() {
+      return this._request({ action: "snapshot" });
+    }
+
+    /** Supervisors: give a conversation to an agent by hand (onAssign). */
+    assign(conversationId, agentId) {
+      return this._request({ action: "assign", conversationId, agentId });
     }
 
     /**
@@ -587,6 +656,8 @@
           c.assignedAt = Date.now();
           c.customer = frame.customer || null;
           c.status = "assigned";
+          c.group = frame.group || null;
+          c.priority = frame.priority || 0;
           const history = frame.history || [];
           const first = history.length && typeof history[0].seq === "number" ? history[0].seq : 1;
           if (frame.historyComplete === false && c.contiguous < first - 1) {
@@ -608,6 +679,8 @@
             c.tracked = true;
             c.customer = summary.customer || c.customer;
             c.status = summary.status || c.status;
+            if ("group" in summary) c.group = summary.group;
+            if ("priority" in summary) c.priority = summary.priority;
             if (summary.lastSeq > c.contiguous || c.contiguous === 0) this._sync(c, false);
           }
           // no longer ours (transferred or closed while we were away): stop following; an "assigned"
@@ -626,11 +699,49 @@
           this.conversation(frame.conversationId).status = frame.status;
           this._emit("onRouted", frame, request);
           break;
-        case "routing":
-          this._emit("onRouting", frame);
+        case "queue":
+          // waiting for an agent: pushed on entering the queue and when the place changes, or the reply to route
+          this.conversation(frame.conversationId).status = "queued";
+          this._emit("onQueue", frame, request);
           break;
+        case "offline":
+          // nobody can answer now: closed_hours (not queued) or no_agents_online (queued); offers the form
+          this._emit("onOffline", frame, request);
+          break;
+        case "closed":
+        case "cancelled": {
+          // ended (pushed to everyone in it, and the reply to close / cancel): not synced any more
+          const c = this.conversation(frame.conversationId);
+          c.status = "closed";
+          c.tracked = false;
+          this._emit(frame.type === "closed" ? "onClosed" : "onCancelled", frame, c, request);
+          break;
+        }
+        case "unassigned": {
+          // transferred away, or given back to routing: no longer ours, and no longer readable
+          const c = this.conversation(frame.conversationId);
+          c.tracked = false;
+          c.assignedAt = 0;
+          clearTimeout(c.syncTimer);
+          clearTimeout(c.gapTimer);
+          this._emit("onUnassigned", frame, c);
+          break;
+        }
         case "handoff":
           this._emit("onHandoff", frame, request);
+          break;
+        case "presence":
+          this.presenceStatus = frame.status;
+          this._emit("onPresence", frame, request);
+          break;
+        case "snapshot":
+          this._emit("onSnapshot", frame, request);
+          break;
+        case "assign":
+          this._emit("onAssign", frame, request);
+          break;
+        case "offline_form":
+          this._emit("onOfflineForm", frame, request);
           break;
         case "typing":
           this._emit("onTyping", frame);
