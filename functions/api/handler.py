@@ -11,7 +11,7 @@ from aws_lambda_powertools.event_handler.openapi.params import Query
 from pydantic import BaseModel, Field, StringConstraints
 
 from kefu import tokens, wiring
-from kefu.errors import Forbidden, InvalidFrame, KefuError, NotFound, Unauthorized
+from kefu.errors import Forbidden, InvalidRequest, KefuError, NotFound, Unauthorized
 from kefu.models import Agent
 from kefu.routing import RoutingSettings
 from kefu.logs import logger
@@ -19,7 +19,7 @@ from kefu.logs import logger
 app = APIGatewayRestResolver(enable_validation=True)
 store = wiring.store()
 
-STATUS = {"unauthorized": 401, "forbidden": 403, "not_found": 404, "conflict": 409, "invalid_frame": 422}
+STATUS = {"unauthorized": 401, "forbidden": 403, "not_found": 404, "conflict": 409, "invalid_request": 422}
 RANK = {"agent": 0, "supervisor": 1, "admin": 2}
 MAX_CAPACITY = 50  # concurrent conversations; more is a typo, not a workload
 
@@ -89,7 +89,7 @@ def put_agent(workspace: str, agent_id: str, body: AgentProfile) -> dict:
     """Create or update an agent's profile (admins). Presence and load are the agent's own business."""
     _staff(workspace, "admin")
     if not tokens.ID_RE.match(agent_id):
-        raise InvalidFrame("agent id: letters, digits and _ . : - only, at most 64")
+        raise InvalidRequest("agent id: letters, digits and _ . : - only, at most 64")
     agent = store.save_agent_profile(Agent(workspace, agent_id, body.name, role=body.role, groups=tuple(body.groups),
                                            languages=tuple(body.languages), max_concurrent=body.maxConcurrent))
     return agent.public()
@@ -98,7 +98,7 @@ def put_agent(workspace: str, agent_id: str, body: AgentProfile) -> dict:
 @app.get("/workspaces/<workspace>/routing")
 def get_routing(workspace: str) -> dict:
     _staff(workspace, "supervisor")
-    return RoutingSettings.from_dict(store.settings(workspace)).to_dict()
+    return wiring.router().settings(workspace).to_dict()
 
 
 @app.put("/workspaces/<workspace>/routing")
@@ -108,9 +108,9 @@ def put_routing(workspace: str, body: dict) -> dict:
     try:
         settings = RoutingSettings.from_dict(body)
     except (ValueError, TypeError, AttributeError) as error:
-        raise InvalidFrame(f"routing settings: {error}") from None
+        raise InvalidRequest(f"routing settings: {error}") from None
     if not 5 <= settings.grace_seconds <= 900:
-        raise InvalidFrame("graceSeconds must be between 5 and 900")
+        raise InvalidRequest("graceSeconds must be between 5 and 900")
     store.put_settings(workspace, settings.to_dict())
     return settings.to_dict()
 

@@ -223,3 +223,45 @@ def test_transfer_to_a_busy_group_waits_in_its_queue_with_the_note(world):
     assigned = [f for f in world.frames("b1" if other_who is BOB else "a1", "assigned")
                 if f["conversationId"] == conversation][-1]
     assert assigned["note"] == "needs a refund"
+
+
+def test_a_transfer_to_your_own_busy_group_does_not_bounce_back(world):
+    world.store.put_agent(Agent("demo", "amy", "Amy", groups=("售后",), max_concurrent=1))
+    amy = Principal("demo", "agent", "amy", "Amy", agent_role="agent")
+    world.service.connect(ALICE, "a1")
+    world.service.connect(amy, "m1")
+    first = world.open(world.customer(1), 1)
+    second = world.open(world.customer(2), 2)  # both 售后 agents are full now
+    owner = world.store.get_conversation("demo", first).agent_id
+    who = ALICE if owner == "alice" else amy
+    reply = world.router.handoff(who, parse(action="handoff", conversationId=first, to={"group": "售后"}))
+    assert reply["status"] == "queued"  # her freed seat does not take it straight back
+    assert world.store.get_conversation("demo", first).status == "queued"
+    other = "amy" if owner == "alice" else "alice"
+    other_who = amy if owner == "alice" else ALICE
+    assert world.store.get_conversation("demo", second).agent_id == other
+    world.router.close(other_who, parse(action="close", conversationId=second))
+    assert world.store.get_conversation("demo", first).agent_id == other
+
+
+def test_a_supervisors_route_reaches_the_customer(world):
+    world.service.connect(SUPER, "s1")
+    world.store.workspace_settings["demo"] = {"businessHours": {"timezone": "UTC", "weekly": {}}}
+    conversation = world.open(world.customer(1), 1)  # closed hours: not routed
+    world.store.workspace_settings["demo"] = {}
+    world.service.connect(ALICE, "a1")
+    world.router.route(SUPER, parse(action="route", conversationId=conversation))
+    assert world.frames("c1", "routed")[-1]["agent"]["id"] == "alice"
+
+
+def test_cancel_after_an_agent_took_it_is_a_conflict(world, monkeypatch):
+    from kefu.errors import Conflict
+
+    who = world.customer(1)
+    conversation = world.open(who, 1)
+    stale = world.store.get_conversation("demo", conversation)
+    world.service.connect(ALICE, "a1")
+    world.timers.fire(world.router, "drain")  # alice takes it
+    monkeypatch.setattr(world.store, "get_conversation", lambda ws, cid: stale)  # the customer's stale view
+    with pytest.raises(Conflict):
+        world.router.cancel(who, parse(action="cancel", conversationId=conversation))

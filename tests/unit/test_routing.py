@@ -142,3 +142,18 @@ def test_the_queue_sort_key_carries_the_entry():
     entry = QueueEntry("w", "c_18f0abc", "售后", 10, 1732000000123, "cust-1", "en")
     assert entry.sort_key == "售后#989#1732000000123#c_18f0abc"
     assert QueueEntry.from_sort_key("w", entry.sort_key, "cust-1", "en") == entry
+
+
+def test_settings_validate_group_names_and_priorities():
+    with pytest.raises(ValueError, match="fallbackGroup"):
+        RoutingSettings.from_dict({"fallbackGroup": "two words"})
+    with pytest.raises(ValueError, match="tagGroups.vip"):
+        RoutingSettings.from_dict({"tagGroups": {"vip": ""}})
+    with pytest.raises(ValueError, match="priorities are 0 to 100"):
+        RoutingSettings.from_dict({"priorityTags": {"vip": 1000}})
+    assert RoutingSettings.from_dict({"priorityTags": {}}).priority_tags == {}  # explicitly none
+
+
+def test_an_explicit_transfer_ignores_the_dedicated_tag_group():
+    settings = RoutingSettings(tag_groups={"vip": "vip-desk"})
+    assert routing.need_for(settings, ("vip",), "技术", None, dedicated=False).group == "技术"

@@ -59,8 +59,6 @@ class ConversationService:
         if conversation_id is None:
             if who.role != "customer":
                 raise InvalidFrame("conversationId is required", client_message_id=frame.clientMessageId)
-            if frame.group is not None:
-                self.router.check_group(who.workspace, frame.group)
             conversation_id, opened = self._open_conversation(who, frame)
 
         for attempt in range(MAX_SEQ_RETRIES):
@@ -116,6 +114,9 @@ class ConversationService:
         """The caller's open conversations: an agent's assigned ones, a customer's open one."""
         if who.role == "agent":
             conversations = self.store.open_conversations_of_agent(who.workspace, who.id)
+            me = self.store.get_agent(who.workspace, who.id)
+            return {"type": "inbox", "conversations": [_summary(c) for c in conversations],
+                    "presence": me.presence if me else "offline"}
         else:
             open_id = self.store.open_conversation_id(who.workspace, who.id)
             found = self.store.get_conversation(who.workspace, open_id) if open_id else None
@@ -127,7 +128,12 @@ class ConversationService:
     def _open_conversation(self, who: Principal, frame: frames.MessageFrame) -> tuple[str, Conversation | None]:
         existing = self.store.open_conversation_id(who.workspace, who.id)
         if existing:
-            return existing, None
+            return existing, None  # group and language only matter to a new conversation
+        if frame.group is not None:
+            try:
+                self.router.check_group(who.workspace, frame.group)
+            except NotFound as unknown:
+                raise NotFound(unknown.message, client_message_id=frame.clientMessageId) from None
         conversation = Conversation(
             workspace=who.workspace,
             id=new_id("c"),

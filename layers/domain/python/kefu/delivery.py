@@ -29,11 +29,12 @@ class Delivery:
         if gone:
             self.store.detach(conversation.workspace, conversation.id, gone, forget=True)
 
-    def to_person(self, workspace: str, role: str, user_id: str, frame: dict) -> None:
-        self.deliver(self.store.connections_of(workspace, role, user_id), frame)
+    def to_person(self, workspace: str, role: str, user_id: str, frame: dict) -> int:
+        """Send to every connection of one person; how many took it."""
+        return sum(self.deliver(self.store.connections_of(workspace, role, user_id), frame))
 
-    def to_customer(self, conversation: Conversation, frame: dict) -> None:
-        self.to_person(conversation.workspace, "customer", conversation.customer_id, frame)
+    def to_customer(self, conversation: Conversation, frame: dict) -> int:
+        return self.to_person(conversation.workspace, "customer", conversation.customer_id, frame)
 
     def deliver(self, targets: list[ConnectionRef], frame: dict) -> list[bool]:
         if len(targets) <= 1 or self.pool is None:

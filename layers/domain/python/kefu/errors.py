@@ -17,6 +17,12 @@ class InvalidFrame(KefuError):
     code = "invalid_frame"
 
 
+class InvalidRequest(KefuError):
+    """REST: the request is well-formed JSON but its content is refused (HTTP 422)."""
+
+    code = "invalid_request"
+
+
 class MalformedJson(KefuError):
     code = "malformed_json"
 

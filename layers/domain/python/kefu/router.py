@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 from . import routing
 from .delivery import Delivery
-from .errors import ConversationClosed, Forbidden, InvalidFrame, NoAgentAvailable, NotFound
+from .errors import Conflict, ConversationClosed, Forbidden, InvalidFrame, NoAgentAvailable, NotFound
 from .models import Agent, Conversation, Principal, new_id, now_iso
 from .ports import AssignConflict, StateConflict, Store, Timers
 from .routing import Decision, Need, QueueEntry, RoutingSettings
@@ -54,7 +54,8 @@ class Router:
             self.check_group(conversation.workspace, frame.group)
         conversation.group = frame.group or conversation.group
         conversation.language = frame.language or conversation.language
-        return self.dispatch(conversation, reply=True)
+        # a supervisor's route is news to the customer; a customer's own gets it as the reply
+        return self.dispatch(conversation, reply=who.role == "customer")
 
     def conversation_opened(self, conversation: Conversation) -> None:
         """A new conversation goes to a human at once while the workspace has no bot (issue 4 adds the bot)."""
@@ -63,23 +64,31 @@ class Router:
     def dispatch(self, conversation: Conversation, *, previous_agent_id: str | None = None, note: str = "",
                  reply: bool = False, transfer_by: Principal | None = None) -> dict:
         """Assign the conversation to the best agent free now, or queue it, or (outside business hours) offer
-        the offline form. Returns the `routed` frame; pushes it to the customer unless `reply`."""
+        the offline form. Returns the `routed` or `queue` frame; pushes it to the customer unless `reply`."""
+        frame, pushed = self._dispatch(conversation, previous_agent_id, note, transfer_by)
+        if not reply and not pushed and not self._push(conversation, frame) and frame["type"] == "queue":
+            self._customer_may_be_gone(conversation, self._settings(conversation.workspace))
+        return frame
+
+    def _dispatch(self, conversation: Conversation, previous_agent_id: str | None, note: str,
+                  transfer_by: Principal | None) -> tuple[dict, bool]:
+        """The frame for the customer, and whether the customer already has it."""
         ws = conversation.workspace
         settings = self._settings(ws)
-        need = routing.need_for(settings, conversation.customer_tags, conversation.group, conversation.language)
+        # a person's explicit transfer goes where they said, whatever the customer's tags
+        need = routing.need_for(settings, conversation.customer_tags, conversation.group, conversation.language,
+                                dedicated=transfer_by is None)
         conversation.group, conversation.priority = need.group, need.priority
         if previous_agent_id is None and not routing.is_open(settings, need.group):
-            routed = self._offline(conversation, "closed_hours")
-            return routed if reply else self._push(conversation, routed)
+            return self._offline_offer(conversation, "closed_hours"), False
 
         agents = self.store.list_agents(ws)
         decision = routing.decide(agents, settings, need, exclude=previous_agent_id)
         chosen = self._assign_ranked(conversation, decision, previous_agent_id, note=note, transfer_by=transfer_by)
         if chosen is not None:
-            routed = _routed(conversation, "assigned", routing.reason_for(decision, chosen))
-            return routed if reply else self._push(conversation, routed)
+            return _routed(conversation, "assigned", routing.reason_for(decision, chosen)), False
         if conversation.status != "open" and previous_agent_id is None:
-            return _routed(conversation, conversation.status, "changed meanwhile")
+            return _routed(conversation, conversation.status, "changed meanwhile"), False
 
         entry = QueueEntry(
             ws, conversation.id, decision.group or routing.ANY_GROUP,
@@ -89,11 +98,13 @@ class Router:
         explained = decision.explain(None)
         if note:
             explained["note"] = note
+        if transfer_by is not None and previous_agent_id:
+            explained["avoidAgent"] = previous_agent_id  # transferred away: someone else, please
         try:
             self.store.enqueue(conversation, entry, previous_agent_id, explained)
         except StateConflict:
             fresh = self.store.get_conversation(ws, conversation.id)
-            return _routed(fresh or conversation, fresh.status if fresh else "closed", "changed meanwhile")
+            return _routed(fresh or conversation, fresh.status if fresh else "closed", "changed meanwhile"), False
         conversation.status, conversation.queue_key = "queued", entry.sort_key
         if previous_agent_id:
             self._left(conversation, previous_agent_id, "back in the queue")
@@ -101,21 +112,26 @@ class Router:
             self._push(conversation, self._offline_offer(conversation, "no_agents_online"))
         # An agent may have freed a seat between our read of the agents and the enqueue: read again,
         # after the enqueue, and drain if anyone can take anything (both sides read after writing, so
-        # one of them sees the other).
+        # one of them sees the other). The agent who just gave it away does not take it back.
         entries, agents = self.store.queue_entries(ws), self.store.list_agents(ws)
         if any(routing.decide(agents, settings, e.need()).ranked for e in entries):
-            self.drain(ws, skip_notify=conversation.id, settings=settings, entries=entries, agents=agents)
+            self.drain(ws, skip_notify=conversation.id, settings=settings, entries=entries, agents=agents,
+                       exclude={conversation.id: previous_agent_id} if previous_agent_id else None)
             entries, agents = self.store.queue_entries(ws), self.store.list_agents(ws)
         mine = next((e for e in entries if e.conversation_id == conversation.id), None)
-        if mine is None:  # the drain just assigned it
-            return _routed(conversation, "assigned", "assigned from the queue")
+        if mine is None:  # the drain just assigned it, and told the customer
+            fresh = self.store.get_conversation(ws, conversation.id) or conversation
+            return _routed(fresh, fresh.status, (fresh.routing or {}).get("reason", "assigned from the queue")), True
         # whoever this one overtook (a VIP, a requeued conversation) moved back a place: tell them
         before = routing.positions([e for e in entries if e is not mine])
         self._notify_positions(ws, before, entries, agents, skip=conversation.id)
-        queued = _queue(mine, routing.positions(entries)[conversation.id], agents, self._handle_times(ws))
-        if not reply:
-            self._push(conversation, queued)
-        return queued
+        return _queue(mine, routing.positions(entries)[conversation.id], agents, self._handle_times(ws)), False
+
+    def _customer_may_be_gone(self, conversation: Conversation, settings: RoutingSettings) -> None:
+        """Nobody to tell: if the customer does not come back, the wait ends as abandoned."""
+        self._later({"kind": "customer_gone", "workspace": conversation.workspace,
+                     "customerId": conversation.customer_id, "conversationId": conversation.id},
+                    settings.grace_seconds)
 
     def _assign_ranked(self, conversation: Conversation, decision: Decision, previous_agent_id: str | None, *,
                        note: str = "", transfer_by: Principal | None = None,
@@ -148,7 +164,8 @@ class Router:
     # ------------------------------------------------------------ the queue
 
     def drain(self, workspace: str, *, skip_notify: str | None = None, settings: RoutingSettings | None = None,
-              entries: list[QueueEntry] | None = None, agents: list[Agent] | None = None) -> int:
+              entries: list[QueueEntry] | None = None, agents: list[Agent] | None = None,
+              exclude: dict[str, str] | None = None) -> int:
         """Assign waiting conversations to agents with free seats, best first; then tell everyone still
         waiting whose place changed. Safe to run anywhere, any number of times at once. Callers that
         just read the queue, the agents or the settings pass them in."""
@@ -163,13 +180,20 @@ class Router:
         assigned = 0
         remaining = []
         for entry in sorted(entries, key=lambda e: (-e.priority, e.arrival_ms, e.conversation_id)):
-            decision = routing.decide(agents.values(), settings, entry.need())
+            decision = routing.decide(agents.values(), settings, entry.need(),
+                                      exclude=(exclude or {}).get(entry.conversation_id))
             if not decision.ranked:
                 remaining.append(entry)
                 continue
             conversation = self.store.get_conversation(workspace, entry.conversation_id)
             if conversation is None or conversation.queue_key != entry.sort_key:
                 continue  # left the queue meanwhile
+            avoid = (conversation.routing or {}).get("avoidAgent")
+            if avoid:
+                decision = routing.decide(agents.values(), settings, entry.need(), exclude=avoid)
+                if not decision.ranked:
+                    remaining.append(entry)
+                    continue
             note = (conversation.routing or {}).get("note", "")
             chosen = self._assign_ranked(conversation, decision, None, note=note, from_queue=entry)
             if chosen is None:
@@ -225,7 +249,8 @@ class Router:
         conversation = self._visible(who, frame.conversationId)
         if conversation.status != "queued" or not conversation.queue_key:
             raise InvalidFrame("the conversation is not waiting in the queue")
-        self._abandon(conversation, "cancelled")
+        if not self._abandon(conversation, "cancelled"):
+            raise Conflict("an agent has just taken the conversation; it is no longer waiting")
         return {"type": "cancelled", "conversationId": conversation.id, "status": "closed"}
 
     def _abandon(self, conversation: Conversation, reason: str) -> bool:
@@ -262,19 +287,23 @@ class Router:
             chosen = self._give(conversation, agent, who, note=frame.note, kind="transfer")
             if chosen is None:
                 raise NoAgentAvailable(f"{agent.name or agent.id} cannot take it right now; it stays where it is")
+            if previous:
+                self.drain(who.workspace)  # the previous agent's seat is free
             return _handoff_reply(conversation, "transferred", agent)
         self.check_group(who.workspace, target.group)
         conversation.group = target.group
         if conversation.status == "queued":
             raise InvalidFrame("the conversation is waiting in the queue; assign it to an agent instead")
-        routed = self.dispatch(conversation, previous_agent_id=previous, note=frame.note, reply=True, transfer_by=who)
-        if routed["type"] == "queue":
+        routed, pushed = self._dispatch(conversation, previous, frame.note, who)
+        if routed.get("status") not in ("assigned", None) or routed.get("type") not in ("routed", "queue"):
+            raise NoAgentAvailable("the conversation changed meanwhile; nothing was transferred")
+        if not pushed:
             self._push(conversation, routed)
+        if previous:  # the previous agent's seat is free, for anything but this conversation
+            self.drain(who.workspace, exclude={conversation.id: previous})
+        if routed["type"] == "queue":
             return {"type": "handoff", "conversationId": conversation.id, "to": {"group": target.group},
                     "status": "queued", "position": routed["position"]}
-        if routed.get("status") != "assigned":
-            raise NoAgentAvailable("the conversation changed meanwhile; nothing was transferred")
-        self._push(conversation, routed)
         return {"type": "handoff", "conversationId": conversation.id,
                 "to": {"group": target.group, "agentId": routed["agent"]["id"], "name": routed["agent"]["name"]},
                 "status": "transferred"}
@@ -290,10 +319,17 @@ class Router:
             raise NotFound(f"no agent {frame.agentId!r} in this workspace")
         if conversation.agent_id == agent.id:
             raise InvalidFrame("the conversation is already with that agent")
+        previous = conversation.agent_id
+        waiting_before = routing.positions(self.store.queue_entries(who.workspace)) if conversation.queue_key else {}
         if self._give(conversation, agent, who, note="", kind="manual") is None:
             raise NoAgentAvailable(f"{agent.name or agent.id} is {agent.presence} with "
                                    f"{agent.load}/{agent.max_concurrent} open; pick someone else")
         self._push(conversation, _routed(conversation, "assigned", f"assigned by {who.name or who.id}"))
+        if previous:
+            self.drain(who.workspace)  # the previous agent's seat is free
+        elif waiting_before:  # the ones behind it moved up
+            self._notify_positions(who.workspace, waiting_before, self.store.queue_entries(who.workspace),
+                                   self.store.list_agents(who.workspace), skip=None)
         return {"type": "assign", "conversationId": conversation.id, "agentId": agent.id, "status": "assigned"}
 
     def _give(self, conversation: Conversation, agent: Agent, by: Principal, *, note: str, kind: str) -> Agent | None:
@@ -489,6 +525,9 @@ class Router:
 
     # ------------------------------------------------------------ internals
 
+    def settings(self, workspace: str) -> RoutingSettings:
+        return self._settings(workspace)
+
     def _settings(self, workspace: str) -> RoutingSettings:
         try:
             return RoutingSettings.from_dict(self.store.settings(workspace))
@@ -510,9 +549,9 @@ class Router:
             raise NotFound("no such conversation")
         return conversation
 
-    def _push(self, conversation: Conversation, frame: dict) -> dict:
-        self.delivery.to_customer(conversation, frame)
-        return frame
+    def _push(self, conversation: Conversation, frame: dict) -> int:
+        """Send to the customer's connections; how many there were."""
+        return self.delivery.to_customer(conversation, frame)
 
     def _joined(self, conversation: Conversation, agent: Agent, *, reason: str, note: str) -> None:
         ws = conversation.workspace

@@ -24,6 +24,8 @@ REQUEUE_BOOST = 5  # a conversation whose agent left goes ahead of new arrivals 
 MAX_EXPLAINED = 20  # candidates recorded on the conversation (the decision stays small)
 DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 _HHMM = re.compile(r"^([01]\d|2[0-3]):[0-5]\d$|^24:00$")
+_GROUP = re.compile(r"^[\w.:\-]{1,64}$")
+MAX_PRIORITY = 100
 
 
 # ---------------------------------------------------------------- settings
@@ -102,17 +104,23 @@ class RoutingSettings:
         data = data or {}
         groups = {}
         for name, g in (data.get("groups") or {}).items():
+            _group(name, "groups")
             groups[name] = GroupSettings(
                 strategy=_strategy(g.get("strategy")) if g.get("strategy") else None,
-                fallback_group=g.get("fallbackGroup"),
+                fallback_group=_group(g.get("fallbackGroup"), f"groups.{name}.fallbackGroup"),
                 business_hours=BusinessHours.from_dict(g["businessHours"]) if g.get("businessHours") else None,
             )
+        priority_tags = data.get("priorityTags", DEFAULT_PRIORITY_TAGS)  # {} means: no priorities
+        priority_tags = {str(k): int(v) for k, v in (priority_tags or {}).items()}
+        if any(not 0 <= v <= MAX_PRIORITY for v in priority_tags.values()):
+            raise ValueError(f"priorityTags: priorities are 0 to {MAX_PRIORITY}")
+        tag_groups = {str(k): _group(v, f"tagGroups.{k}") for k, v in (data.get("tagGroups") or {}).items()}
         return cls(
             strategy=_strategy(data.get("strategy") or "least_busy"),
             groups=groups,
-            fallback_group=data.get("fallbackGroup"),
-            priority_tags={str(k): int(v) for k, v in (data.get("priorityTags") or DEFAULT_PRIORITY_TAGS).items()},
-            tag_groups={str(k): str(v) for k, v in (data.get("tagGroups") or {}).items()},
+            fallback_group=_group(data.get("fallbackGroup"), "fallbackGroup"),
+            priority_tags=priority_tags,
+            tag_groups=tag_groups,
             business_hours=BusinessHours.from_dict(data["businessHours"]) if data.get("businessHours") else None,
             grace_seconds=int(data.get("graceSeconds", DEFAULT_GRACE_S)),
         )
@@ -149,6 +157,14 @@ class RoutingSettings:
         return (own.business_hours if own else None) or self.business_hours
 
 
+def _group(value: Any, where: str) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str) or not _GROUP.match(value):
+        raise ValueError(f"{where}: {value!r} is not a group name (letters, digits, _ . : -; at most 64)")
+    return value
+
+
 def _strategy(value: Any) -> Strategy:
     if value not in STRATEGIES:
         raise ValueError(f"strategy must be one of {', '.join(STRATEGIES)}, not {value!r}")
@@ -171,11 +187,13 @@ class Need:
         return self.group or ANY_GROUP
 
 
-def need_for(settings: RoutingSettings, tags: Iterable[str], group: str | None, language: str | None) -> Need:
-    """Customer tags raise the priority (vip first) and may send the conversation to a dedicated group."""
+def need_for(settings: RoutingSettings, tags: Iterable[str], group: str | None, language: str | None, *,
+             dedicated: bool = True) -> Need:
+    """Customer tags raise the priority (vip first) and may send the conversation to a dedicated group
+    (not when a person transferred it to a group on purpose: dedicated=False)."""
     tags = tuple(tags)
     priority = max((settings.priority_tags.get(t, 0) for t in tags), default=0)
-    dedicated = next((settings.tag_groups[t] for t in tags if t in settings.tag_groups), None)
+    dedicated = next((settings.tag_groups[t] for t in tags if t in settings.tag_groups), None) if dedicated else None
     return Need(group=dedicated or group, language=language, priority=priority)
 
 
