@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import os
 import signal
 import sys
 import threading
@@ -50,6 +52,8 @@ def main(argv: list[str] | None = None) -> int:
     routing.add_argument("--url", default=None,
                          help="drive a running stack (e.g. http://127.0.0.1:8000; AWS_ENDPOINT_URL must name its "
                               "DynamoDB) instead of starting one; AWS request counts are then null")
+    routing.add_argument("--dump", default=None, metavar="FILE",
+                         help="also write each measured conversation's timeline to FILE (JSON lines)")
 
     args = parser.parse_args(argv)
     if args.command == "dev":
@@ -59,10 +63,12 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "bench" and args.bench == "routing":
         from kefu_bench import routing as bench_routing
 
-        print(json.dumps(bench_routing.run(
-            agents=args.agents, conversations=args.conversations, capacity=args.capacity,
-            mean_handle_s=args.mean_handle_s, warmup=args.warmup, seed=args.seed, url=args.url,
-            timeout_s=args.timeout_s), indent=2, ensure_ascii=False))
+        with _stdout_to_stderr():  # the in-process handlers log to stdout; stdout is for the JSON
+            report = bench_routing.run(
+                agents=args.agents, conversations=args.conversations, capacity=args.capacity,
+                mean_handle_s=args.mean_handle_s, warmup=args.warmup, seed=args.seed, url=args.url,
+                timeout_s=args.timeout_s, dump=args.dump)
+        print(json.dumps(report, indent=2, ensure_ascii=False))
         return 0
     if args.command == "bench":
         from kefu_bench import messages as bench_messages
@@ -70,6 +76,20 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(bench_messages.run(args.conversations, args.messages), indent=2))
         return 0
     return 2
+
+
+@contextlib.contextmanager
+def _stdout_to_stderr():
+    """File descriptor 1 goes to stderr meanwhile (loggers keep their own reference to sys.stdout)."""
+    sys.stdout.flush()
+    saved = os.dup(1)
+    os.dup2(2, 1)
+    try:
+        yield
+    finally:
+        sys.stdout.flush()
+        os.dup2(saved, 1)
+        os.close(saved)
 
 
 def _token(args) -> int:
