@@ -241,8 +241,14 @@ def management(stack):
 
 def test_management_api_works_with_boto3(world, stack):
     customer = world.customer("cust-1")
-    connection_id = next(c.id for c in stack.gateway.connections.values()
-                         if c.authorizer.get("workspace") == world.workspace)
+    import time
+
+    deadline = time.monotonic() + 5  # the gateway registers the socket just after the handshake's last byte
+    while not (ours := [c.id for c in list(stack.gateway.connections.values())
+                        if c.authorizer.get("workspace") == world.workspace]):
+        assert time.monotonic() < deadline, "connection never registered"
+        time.sleep(0.01)
+    connection_id = ours[0]
     api = management(stack)
     api.post_to_connection(ConnectionId=connection_id, Data=b'{"type":"hello"}')
     assert customer.expect(type="hello")
