@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
+from dataclasses import replace
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING
 
@@ -48,7 +49,7 @@ class Router:
         if conversation.status == "assigned":
             return _routed(conversation, "assigned", "already assigned")
         if conversation.status == "queued":
-            return self._queue_frame(conversation.workspace, conversation.id, reply=True) or _routed(
+            return self._queue_frame(conversation.workspace, conversation.id) or _routed(
                 conversation, "queued", "already waiting")
         if frame.group is not None:
             self.check_group(conversation.workspace, frame.group)
@@ -222,7 +223,7 @@ class Router:
 
         self.delivery.map(tell, changed)
 
-    def _queue_frame(self, workspace: str, conversation_id: str, *, reply: bool = False) -> dict | None:
+    def _queue_frame(self, workspace: str, conversation_id: str) -> dict | None:
         entries = self.store.queue_entries(workspace)
         entry = next((e for e in entries if e.conversation_id == conversation_id), None)
         if entry is None:
@@ -511,9 +512,6 @@ class Router:
         return {"type": "offline_form", "formId": form["formId"], "status": "received",
                 "message": "Thank you. We will get back to you as soon as we are open."}
 
-    def _offline(self, conversation: Conversation, reason: str) -> dict:
-        return self._offline_offer(conversation, reason)
-
     def _offline_offer(self, conversation: Conversation, reason: str) -> dict:
         text = {
             "closed_hours": "We are closed right now. Leave your question and we will get back to you.",
@@ -608,8 +606,6 @@ def _handoff_reply(conversation: Conversation, status: str, agent: Agent) -> dic
 
 
 def _with_load(agent: Agent, delta: int) -> Agent:
-    from dataclasses import replace
-
     return replace(agent, load=agent.load + delta)
 
 
