@@ -179,33 +179,32 @@ class Router:
         if not any(routing.assignable(a) for a in agents.values()):
             return 0
         assigned = 0
-        remaining = []
         for entry in sorted(entries, key=lambda e: (-e.priority, e.arrival_ms, e.conversation_id)):
             decision = routing.decide(agents.values(), settings, entry.need(),
                                       exclude=(exclude or {}).get(entry.conversation_id))
             if not decision.ranked:
-                remaining.append(entry)
                 continue
             conversation = self.store.get_conversation(workspace, entry.conversation_id)
-            if conversation is None or conversation.queue_key != entry.sort_key:
-                continue  # left the queue meanwhile
-            avoid = (conversation.routing or {}).get("avoidAgent")
-            if avoid:
-                decision = routing.decide(agents.values(), settings, entry.need(), exclude=avoid)
-                if not decision.ranked:
-                    remaining.append(entry)
-                    continue
-            note = (conversation.routing or {}).get("note", "")
-            chosen = self._assign_ranked(conversation, decision, None, note=note, from_queue=entry)
+            chosen = None
+            if conversation is not None and conversation.queue_key == entry.sort_key:
+                avoid = (conversation.routing or {}).get("avoidAgent")
+                if avoid:
+                    decision = routing.decide(agents.values(), settings, entry.need(), exclude=avoid)
+                note = (conversation.routing or {}).get("note", "")
+                chosen = self._assign_ranked(conversation, decision, None, note=note, from_queue=entry)
             if chosen is None:
-                if conversation.status == "queued":
-                    remaining.append(entry)  # every ranked agent filled up meanwhile
+                # Another drain got there first (this entry, or the seat we saw). Its view was as good as
+                # ours: read the agents again rather than walk the whole queue on a stale one.
+                agents = {a.id: a for a in self.store.list_agents(workspace)}
+                if not any(routing.assignable(a) for a in agents.values()):
+                    break
                 continue
             assigned += 1
             agents[chosen.id] = _with_load(agents[chosen.id], +1)
             self._push(conversation, _routed(conversation, "assigned", conversation.routing["reason"]))
-        if assigned:
-            self._notify_positions(workspace, before, remaining, list(agents.values()), skip=skip_notify)
+        if assigned:  # everyone still waiting, as the queue is now (other drains ran too)
+            self._notify_positions(workspace, before, self.store.queue_entries(workspace), list(agents.values()),
+                                   skip=skip_notify)
         return assigned
 
     def _notify_positions(self, workspace: str, before: dict[str, int], remaining: list[QueueEntry],
