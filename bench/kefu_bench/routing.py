@@ -53,6 +53,9 @@ POLL_INTERVAL_S = 0.2  # store reads of the agents' loads
 CONNECT_CONCURRENCY = 16  # customer WebSocket handshakes at once
 OPEN_TIMEOUT_S = 60.0
 PROGRESS_S = 15.0
+# The gateway closes a socket after 10 minutes without a frame from the client (as API Gateway does);
+# like the reference client (web/kefu-client.js), an idle client sends a cheap real frame every 4 minutes.
+KEEPALIVE_S = 240.0
 TEXT = "您好，我想查一下我的订单 #20391 什么时候发货？ Thanks!"
 
 
@@ -139,8 +142,10 @@ class _Peer:
     def __init__(self, role: str, ident: str, ws, bench: _Bench, conversation: _Conversation | None = None):
         self.role, self.id, self.ws, self.bench, self.conversation = role, ident, ws, bench, conversation
         self.task: asyncio.Task | None = None
+        self.last_sent = time.perf_counter()
 
     async def send(self, frame: dict) -> None:
+        self.last_sent = time.perf_counter()
         await self.ws.send(json.dumps(frame, ensure_ascii=False, separators=(",", ":")))
 
     async def read(self) -> None:
@@ -197,6 +202,7 @@ class _Bench:
         self.handle_after: float | None = None
         self.loads_before: list[int] = []
         self.timed_out = False
+        self.keepalive_frames = 0
         self.requests: Counter | None = None  # (source, op, function, method) -> n, the measured phase
 
     # ------------------------------------------------------------ set-up (synchronous, before the clients)
@@ -235,6 +241,7 @@ class _Bench:
             self.handle_before = await self._server_mean_handle()
             self.loads_before = [a.load for a in await self._agents()]
 
+            keepalive = asyncio.create_task(self._keepalive(agent_peers))
             self.sampler = _LoadSampler(self.store, self.workspace)
             self.sampler.start()
             started = time.perf_counter()
@@ -242,6 +249,7 @@ class _Bench:
             self.phase_s["measured"] = time.perf_counter() - started
             self.sampler.stop()
             self.handle_after = await self._server_mean_handle()
+            keepalive.cancel()
         finally:
             if self.sampler is not None:
                 self.sampler.stop()
@@ -294,6 +302,26 @@ class _Bench:
                 self.requests = self.counter.stop()
         # the customers hang up (their conversations are closed); the next phase starts clean
         await asyncio.gather(*(c.peer.ws.close() for c in convs), return_exceptions=True)
+
+    async def _keepalive(self, agent_peers: list[_Peer]) -> None:
+        """What the reference client does for an idle socket: `sync` of the conversation it follows, else
+        `inbox`. Only a wait of more than KEEPALIVE_S needs it (agents send `close` often enough)."""
+        while True:
+            await asyncio.sleep(10)
+            now = time.perf_counter()
+            peers = agent_peers + [c.peer for c in self.convs.values()
+                                   if c.peer is not None and c.closed is None and c.sent is not None]
+            for peer in peers:
+                if now - peer.last_sent < KEEPALIVE_S:
+                    continue
+                conv = peer.conversation
+                frame = ({"action": "sync", "conversationId": conv.conversation_id, "afterSeq": 0, "limit": 1}
+                         if conv is not None and conv.conversation_id else {"action": "inbox"})
+                self.keepalive_frames += 1
+                try:
+                    await peer.send(frame)
+                except Exception as error:  # a socket closed meanwhile: reported by its missing frames
+                    self.errors.append(f"keepalive {peer.role} {peer.id}: {error}")
 
     async def _progress(self, phase: str, convs: list[_Conversation], first: float) -> None:
         """A line on stderr every PROGRESS_S: a long run shows it is moving."""
@@ -464,7 +492,8 @@ class _Bench:
                     "queue_frames": [[rel(t), p, e] for t, p, e in c.queue_frames],
                     "store": None if server is None else {
                         "opened_at": server.opened_at, "queued_at": server.queued_at,
-                        "assigned_at": server.assigned_at, "closed_at": server.closed_at, "status": server.status},
+                        "assigned_at": server.assigned_at, "closed_at": server.closed_at, "status": server.status,
+                        "close_reason": server.close_reason},
                 }) + "\n")
 
     def report(self, external: bool) -> dict:
@@ -537,6 +566,10 @@ class _Bench:
             "not_assigned": sum(1 for c in sent if c.assigned is None),
             "not_closed": sum(1 for c in sent if c.closed is None),
             "queue_left_in_store": getattr(self, "final_queue", None),
+            # ended by the server without an agent (e.g. abandoned: the customer looked gone)
+            "closed_unassigned_in_store": dict(Counter(
+                c.server.close_reason or "?" for c in measured
+                if c.server is not None and c.server.status == "closed" and not c.server.assigned_at)),
         }
         unfinished["examples"] = [
             {"customer": c.subject, "conversationId": c.conversation_id, "acked": c.acked is not None,
@@ -600,6 +633,7 @@ class _Bench:
             "wait_estimate_examples": _examples(queued),
             "real_wait_s": _latency(real_wait, scale=1, digits=3),
             "queue_frames": queue_frames,
+            "keepalive_frames": self.keepalive_frames,
             "queue_frames_scored": len(errors),
             "queue_frames_after_assignment": late,
             "queue_frames_without_estimate": missing,
@@ -928,4 +962,4 @@ def _server_state(conversation) -> dict | None:
         return None
     return {"status": conversation.status, "agent": conversation.agent_id, "queued_at": conversation.queued_at,
             "assigned_at": conversation.assigned_at, "closed_at": conversation.closed_at,
-            "queue_key": conversation.queue_key}
+            "close_reason": conversation.close_reason, "queue_key": conversation.queue_key}

@@ -49,6 +49,7 @@ def test_every_conversation_assigned_and_closed(report):
     unfinished = report["unfinished"]
     assert unfinished["not_acked"] == unfinished["not_assigned"] == unfinished["not_closed"] == 0
     assert unfinished["queue_left_in_store"] == 0
+    assert unfinished["closed_unassigned_in_store"] == {}  # nobody abandoned
     assert report["errors"] == []
 
 
