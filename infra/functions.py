@@ -38,7 +38,7 @@ from kefu import schema
 
 from infra import ROOT
 from infra.layers import ARCHITECTURE, ASSET_EXCLUDES, RUNTIME
-from infra.queues import CONSUMER_BATCH_SIZE, CONSUMER_MAX_BATCHING_WINDOW_S
+from infra.queues import CONSUMER_BATCH_SIZE, CONSUMER_MAX_BATCHING_WINDOW_S, encrypted_queue
 
 SERVICE_NAME = "kefu"
 LOG_RETENTION = logs.RetentionDays.ONE_MONTH
@@ -238,35 +238,13 @@ class Functions(Construct):
         queue_ids = sorted(set(spec.sends_to))
         if not queue_ids:
             return
-        role.add_to_principal_policy(
-            iam.PolicyStatement(
-                sid="SendToQueues",
-                actions=QUEUE_SEND_ACTIONS,
-                resources=[queues[queue_id].queue_arn for queue_id in queue_ids],
-            )
-        )
-        role.add_to_principal_policy(
-            iam.PolicyStatement(
-                sid="SendQueueKey",
-                actions=QUEUE_KEY_SEND_ACTIONS,
-                resources=[key.key_arn],
-                conditions=via_service("sqs"),
-            )
-        )
+        _grant_queues(role, ("SendToQueues", "SendQueueKey"), QUEUE_SEND_ACTIONS, QUEUE_KEY_SEND_ACTIONS,
+                      [queues[queue_id] for queue_id in queue_ids], key)
 
     @staticmethod
     def _consume_queue(function: lambda_.Function, role: iam.Role, queue: sqs.IQueue, key: kms.IKey) -> None:
-        role.add_to_principal_policy(
-            iam.PolicyStatement(sid="ConsumeQueue", actions=QUEUE_CONSUME_ACTIONS, resources=[queue.queue_arn])
-        )
-        role.add_to_principal_policy(
-            iam.PolicyStatement(
-                sid="ConsumeQueueKey",
-                actions=QUEUE_KEY_CONSUME_ACTIONS,
-                resources=[key.key_arn],
-                conditions=via_service("sqs"),
-            )
-        )
+        _grant_queues(role, ("ConsumeQueue", "ConsumeQueueKey"), QUEUE_CONSUME_ACTIONS, QUEUE_KEY_CONSUME_ACTIONS,
+                      [queue], key)
         # Retries and the dead-letter queue are the queue's own (redrive policy, queues.py).
         function.add_event_source_mapping(
             "QueueMapping",
@@ -286,14 +264,7 @@ class Functions(Construct):
     ) -> None:
         if table.table_stream_arn is None:
             raise ValueError(f"{spec.name} consumes the stream of {spec.stream_of}, which has none in schema.py")
-        dlq = sqs.Queue(
-            self,
-            f"{spec.name}Dlq",
-            encryption=sqs.QueueEncryption.KMS,
-            encryption_master_key=key,
-            enforce_ssl=True,
-            retention_period=Duration.days(14),
-        )
+        dlq = encrypted_queue(self, f"{spec.name}Dlq", key, Duration.days(14))
         Validations.of(dlq).acknowledge(
             Acknowledgment(
                 id="AwsSolutions-SQS3",
@@ -399,3 +370,13 @@ def nag_resource(scope: Construct, value: str) -> str:
         raise ValueError(f"cannot render {part!r}")
 
     return render(resolved)
+
+
+def _grant_queues(role: iam.Role, sids: tuple[str, str], actions: list[str], key_actions: list[str],
+                  queues: list[sqs.IQueue], key: kms.IKey) -> None:
+    """The queue actions on these queues only, and their key only through SQS."""
+    queue_sid, key_sid = sids
+    role.add_to_principal_policy(
+        iam.PolicyStatement(sid=queue_sid, actions=actions, resources=[q.queue_arn for q in queues]))
+    role.add_to_principal_policy(
+        iam.PolicyStatement(sid=key_sid, actions=key_actions, resources=[key.key_arn], conditions=via_service("sqs")))

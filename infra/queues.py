@@ -32,6 +32,12 @@ CONSUMER_BATCH_SIZE = 10
 CONSUMER_MAX_BATCHING_WINDOW_S = 0
 
 
+def encrypted_queue(scope: Construct, construct_id: str, key: kms.IKey, retention: Duration, **props) -> sqs.Queue:
+    """An SQS queue on the stack key that refuses requests without TLS (every queue of the stack)."""
+    return sqs.Queue(scope, construct_id, encryption=sqs.QueueEncryption.KMS, encryption_master_key=key,
+                     enforce_ssl=True, retention_period=retention, **props)
+
+
 def check_references() -> None:
     """Every ``sends_to`` / ``consumes`` of a function names a queue of ``schema.QUEUES``."""
     for spec in schema.FUNCTIONS:
@@ -65,21 +71,12 @@ class Queues(Construct):
         self.dead_letter_queues: dict[str, sqs.Queue] = {}
 
         for spec in schema.QUEUES.values():
-            dlq = sqs.Queue(
-                self,
-                f"{spec.id}Dlq",
-                encryption=sqs.QueueEncryption.KMS,
-                encryption_master_key=key,
-                enforce_ssl=True,
-                retention_period=DLQ_RETENTION,
-            )
-            queue = sqs.Queue(
+            dlq = encrypted_queue(self, f"{spec.id}Dlq", key, DLQ_RETENTION)
+            queue = encrypted_queue(
                 self,
                 spec.id,
-                encryption=sqs.QueueEncryption.KMS,
-                encryption_master_key=key,
-                enforce_ssl=True,
-                retention_period=RETENTION,
+                key,
+                RETENTION,
                 visibility_timeout=Duration.seconds(visibility_timeout_s(spec.id)),
                 dead_letter_queue=sqs.DeadLetterQueue(queue=dlq, max_receive_count=spec.max_receives),
             )
