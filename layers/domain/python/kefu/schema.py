@@ -84,13 +84,47 @@ METRICS = Table(
     env_var="KEFU_TABLE_METRICS",
     local_name="kefu-metrics",
     # pk "{ws}", sk "{hour}#{counter}": counters aggregated from the conversations stream;
-    # sk "HANDLE#{hour}#{queue}": handle time totals of closed conversations (queue wait estimates)
+    # sk "HANDLE#{hour}#{queue}": handle time totals of closed conversations (queue wait estimates);
+    # pk "{ws}#MISS", sk "{day}#{id}": questions the bot could not answer (expire after 90 days)
     partition_key=Key("pk"),
     sort_key=Key("sk"),
     ttl_attribute="expiresAt",
 )
 
-TABLES: dict[str, Table] = {t.id: t for t in (CONVERSATIONS, CONNECTIONS, DIRECTORY, METRICS)}
+KNOWLEDGE = Table(
+    id="Knowledge",
+    env_var="KEFU_TABLE_KNOWLEDGE",
+    local_name="kefu-knowledge",
+    # pk "{ws}": sk "A#{articleId}" the articles (the source of truth; the search index and the
+    # answering model are built from them by kb_indexer), sk "MODEL" the current answering model
+    # (version, object key in the Models bucket, what it was trained on and its held-out scores)
+    partition_key=Key("pk"),
+    sort_key=Key("sk"),
+    ttl_attribute="expiresAt",
+    stream="NEW_AND_OLD_IMAGES",  # deletes need the old image to leave the index
+)
+
+TABLES: dict[str, Table] = {t.id: t for t in (CONVERSATIONS, CONNECTIONS, DIRECTORY, METRICS, KNOWLEDGE)}
+
+# ---------------------------------------------------------------- S3
+
+
+@dataclass(frozen=True)
+class Bucket:
+    id: str
+    env_var: str  # environment variable that carries the bucket name
+    local_name: str
+
+
+# The trained answering models, one object per workspace and version ("models/{ws}/{version}.npz").
+MODELS = Bucket(id="Models", env_var="KEFU_MODELS_BUCKET", local_name="kefu-models")
+BUCKETS: dict[str, Bucket] = {b.id: b for b in (MODELS,)}
+
+# ---------------------------------------------------------------- OpenSearch
+
+ENV_OPENSEARCH_URL = "KEFU_OPENSEARCH_URL"  # https://domain-endpoint on AWS (SigV4), http://127.0.0.1:port locally
+ENV_OPENSEARCH_SIGV4 = "KEFU_OPENSEARCH_SIGV4"  # "1" on AWS: sign requests with the function's role
+KB_INDEX = "kefu-kb"  # one index for every workspace's articles, filtered by workspace
 
 # ---------------------------------------------------------------- SQS
 
@@ -136,6 +170,9 @@ class Function:
     stream_of: str | None = None  # table id whose stream it consumes
     sends_to: tuple[str, ...] = ()  # queue ids it sends messages to
     consumes: str | None = None  # queue id it is triggered by
+    reads_buckets: tuple[str, ...] = ()  # bucket ids it reads objects from
+    writes_buckets: tuple[str, ...] = ()  # bucket ids it writes objects to (implies read)
+    search: str | None = None  # OpenSearch access: "read" (search) or "write" (index documents too)
     memory_mb: int = 256
     timeout_s: int = 10
     extra_env: dict[str, str] = field(default_factory=dict)
@@ -166,9 +203,12 @@ FUNCTIONS: tuple[Function, ...] = (
     ),
     Function(
         "ws_message",
-        "Stores a message with the next sequence number and fans it out; typing indicators",
+        "Stores a message with the next sequence number and fans it out; the bot answers; typing indicators",
         route_keys=("message", "typing"),
         writes=ROUTING_TABLES,
+        reads=("Knowledge",),
+        reads_buckets=("Models",),
+        search="read",
         manage_connections=True,
     ),
     Function(
@@ -207,7 +247,9 @@ FUNCTIONS: tuple[Function, ...] = (
         "api",
         "REST API for widgets, apps and integrators",
         reads=("Conversations",),
-        writes=("Directory",),
+        writes=("Directory", "Knowledge"),
+        reads_buckets=("Models",),
+        search="read",
         needs_secret=True,
         timeout_s=29,
     ),
@@ -217,6 +259,16 @@ FUNCTIONS: tuple[Function, ...] = (
         writes=("Metrics",),
         stream_of="Conversations",
         timeout_s=60,
+    ),
+    Function(
+        "kb_indexer",
+        "Keeps the knowledge base's search index and answering model in step with its articles",
+        writes=("Knowledge",),
+        stream_of="Knowledge",
+        writes_buckets=("Models",),
+        search="write",
+        memory_mb=2048,  # training is CPU-bound; memory buys vCPUs
+        timeout_s=300,
     ),
     Function(
         "timers",
