@@ -20,6 +20,16 @@ the spec and nothing else:
   out instead of ``SqsEventSource``, whose ``grant_consume_messages`` grants the key
   without the ``kms:ViaService`` condition (and ``GetQueueUrl`` /
   ``ChangeMessageVisibility``, which the poller does not use).
+- ``reads_buckets`` / ``writes_buckets``: ``s3:GetObject`` (readers) or ``s3:GetObject`` +
+  ``s3:PutObject`` (writers) on that bucket's objects, and ``kms:Decrypt`` (+
+  ``kms:GenerateDataKey`` for writers) on the bucket key only through S3; the bucket name
+  in ``bucket.env_var``. No ``s3:ListBucket``: objects are read by the key the Knowledge
+  table points to. Written out instead of ``Bucket.grant_read`` / ``grant_put``, which add
+  ``s3:GetObject*`` / ``s3:List*`` / ``s3:Abort*`` and ``kms:GenerateDataKey*`` wildcards.
+- ``search``: the HTTP methods of that level (``search.SEARCH_ACTIONS``) on the OpenSearch
+  domain and its paths, ``KEFU_OPENSEARCH_URL`` (https://endpoint) and
+  ``KEFU_OPENSEARCH_SIGV4=1``; the domain's access policy names the same roles
+  (``Search.trust`` with ``search_roles``).
 """
 
 from __future__ import annotations
@@ -31,6 +41,8 @@ from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
+from aws_cdk import aws_opensearchservice as opensearch
+from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_secretsmanager as secretsmanager
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
@@ -39,6 +51,7 @@ from kefu import schema
 from infra import ROOT
 from infra.layers import ARCHITECTURE, ASSET_EXCLUDES, RUNTIME
 from infra.queues import CONSUMER_BATCH_SIZE, CONSUMER_MAX_BATCHING_WINDOW_S, encrypted_queue
+from infra.search import SEARCH_ACTIONS
 
 SERVICE_NAME = "kefu"
 LOG_RETENTION = logs.RetentionDays.ONE_MONTH
@@ -77,12 +90,31 @@ QUEUE_CONSUME_ACTIONS = ["sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueu
 # a consumer only Decrypt.
 QUEUE_KEY_SEND_ACTIONS = ["kms:GenerateDataKey", "kms:Decrypt"]
 QUEUE_KEY_CONSUME_ACTIONS = ["kms:Decrypt"]
+# S3 objects (SSE-KMS with the stack key): readers decrypt, writers also need a data key.
+BUCKET_READ_ACTIONS = ["s3:GetObject"]
+BUCKET_WRITE_ACTIONS = ["s3:GetObject", "s3:PutObject"]
+BUCKET_KEY_READ_ACTIONS = ["kms:Decrypt"]
+BUCKET_KEY_WRITE_ACTIONS = ["kms:Decrypt", "kms:GenerateDataKey"]
 
-# Event source mapping of the stream consumers.
+# Event source mapping of the stream consumers (a schema entry may set its own batch size
+# and batching window: ``stream_batch_size`` / ``stream_batching_window_s``).
 STREAM_BATCH_SIZE = 100
 STREAM_RETRY_ATTEMPTS = 3
-STREAM_MAX_BATCHING_WINDOW = Duration.seconds(1)
+STREAM_MAX_BATCHING_WINDOW_S = 1
 STREAM_MAX_RECORD_AGE = Duration.days(1)
+
+
+def check_references() -> None:
+    """Every ``search`` is a known access level; the stream settings are what Lambda accepts."""
+    for spec in schema.FUNCTIONS:
+        if spec.search is not None and spec.search not in SEARCH_ACTIONS:
+            raise ValueError(f"{spec.name}: search={spec.search!r}, expected None or one of {sorted(SEARCH_ACTIONS)}")
+        if (spec.stream_batch_size is not None or spec.stream_batching_window_s is not None) and not spec.stream_of:
+            raise ValueError(f"{spec.name} sets stream batching but consumes no stream")
+        if spec.stream_batch_size is not None and not 1 <= spec.stream_batch_size <= 10_000:
+            raise ValueError(f"{spec.name}: stream_batch_size must be 1..10000 (DynamoDB streams)")
+        if spec.stream_batching_window_s is not None and not 0 <= spec.stream_batching_window_s <= 300:
+            raise ValueError(f"{spec.name}: stream_batching_window_s must be 0..300")
 
 
 def via_service(service: str) -> dict:
@@ -106,7 +138,8 @@ class QueueDestination:
 
 
 class Functions(Construct):
-    """``functions`` maps the schema function name to its Function."""
+    """``functions`` maps the schema function name to its Function; ``search_roles`` maps each
+    search access level ("read", "write") to the roles of the functions that have it."""
 
     def __init__(
         self,
@@ -116,16 +149,20 @@ class Functions(Construct):
         key: kms.IKey,
         tables: dict[str, dynamodb.Table],
         queues: dict[str, sqs.IQueue],
+        buckets: dict[str, s3.IBucket],
+        search_domain: opensearch.IDomain,
         layers: list[lambda_.ILayerVersion],
         secret: secretsmanager.ISecret,
         callback_url: str,
         manage_connections_arn: str,
     ) -> None:
         super().__init__(scope, construct_id)
+        check_references()
         self.functions: dict[str, lambda_.Function] = {}
         self.roles: dict[str, iam.Role] = {}
         self.log_groups: dict[str, logs.LogGroup] = {}
         self.dead_letter_queues: dict[str, sqs.Queue] = {}
+        self.search_roles: dict[str, list[iam.Role]] = {level: [] for level in SEARCH_ACTIONS}
 
         for spec in schema.FUNCTIONS:
             role = iam.Role(
@@ -150,6 +187,11 @@ class Functions(Construct):
                 environment[schema.ENV_WS_CALLBACK_URL] = callback_url
             for queue_id in sorted(set(spec.sends_to)):
                 environment[schema.QUEUES[queue_id].env_var] = queues[queue_id].queue_url
+            for bucket_id in sorted(set(spec.reads_buckets) | set(spec.writes_buckets)):
+                environment[schema.BUCKETS[bucket_id].env_var] = buckets[bucket_id].bucket_name
+            if spec.search:
+                environment[schema.ENV_OPENSEARCH_URL] = f"https://{search_domain.domain_endpoint}"
+                environment[schema.ENV_OPENSEARCH_SIGV4] = "1"
             environment.update(spec.extra_env)
 
             function = lambda_.Function(
@@ -185,8 +227,18 @@ class Functions(Construct):
             self._grant_send(role, spec, queues, key)
             if spec.consumes:
                 self._consume_queue(function, role, queues[spec.consumes], key)
+            self._grant_buckets(role, spec, buckets, key)
+            if spec.search:
+                role.add_to_principal_policy(
+                    iam.PolicyStatement(
+                        sid="Search",
+                        actions=SEARCH_ACTIONS[spec.search],
+                        resources=[search_domain.domain_arn, f"{search_domain.domain_arn}/*"],
+                    )
+                )
+                self.search_roles[spec.search].append(role)
 
-            self._acknowledge(spec, role, manage_connections_arn)
+            self._acknowledge(spec, role, manage_connections_arn, buckets, search_domain)
             self.functions[spec.name] = function
             self.roles[spec.name] = role
             self.log_groups[spec.name] = log_group
@@ -240,6 +292,26 @@ class Functions(Construct):
             return
         _grant_queues(role, ("SendToQueues", "SendQueueKey"), QUEUE_SEND_ACTIONS, QUEUE_KEY_SEND_ACTIONS,
                       [queues[queue_id] for queue_id in queue_ids], key)
+
+    @staticmethod
+    def _grant_buckets(role: iam.Role, spec: schema.Function, buckets: dict, key: kms.IKey) -> None:
+        writes = sorted(set(spec.writes_buckets))
+        reads = sorted(set(spec.reads_buckets) - set(writes))
+        if not reads and not writes:
+            return
+        for sid, actions, ids in (("ReadBuckets", BUCKET_READ_ACTIONS, reads),
+                                  ("WriteBuckets", BUCKET_WRITE_ACTIONS, writes)):
+            if ids:
+                role.add_to_principal_policy(iam.PolicyStatement(
+                    sid=sid, actions=actions, resources=[buckets[i].arn_for_objects("*") for i in ids]))
+        role.add_to_principal_policy(
+            iam.PolicyStatement(
+                sid="BucketKey",
+                actions=BUCKET_KEY_WRITE_ACTIONS if writes else BUCKET_KEY_READ_ACTIONS,
+                resources=[key.key_arn],
+                conditions=via_service("s3"),
+            )
+        )
 
     @staticmethod
     def _consume_queue(function: lambda_.Function, role: iam.Role, queue: sqs.IQueue, key: kms.IKey) -> None:
@@ -315,8 +387,11 @@ class Functions(Construct):
             "StreamMapping",
             event_source_arn=table.table_stream_arn,
             starting_position=lambda_.StartingPosition.TRIM_HORIZON,
-            batch_size=STREAM_BATCH_SIZE,
-            max_batching_window=STREAM_MAX_BATCHING_WINDOW,
+            # Lambda also caps a batch at the 6 MB invocation payload, whatever the size.
+            batch_size=spec.stream_batch_size or STREAM_BATCH_SIZE,
+            max_batching_window=Duration.seconds(
+                STREAM_MAX_BATCHING_WINDOW_S if spec.stream_batching_window_s is None else spec.stream_batching_window_s
+            ),
             bisect_batch_on_error=True,
             retry_attempts=STREAM_RETRY_ATTEMPTS,
             max_record_age=STREAM_MAX_RECORD_AGE,
@@ -328,7 +403,8 @@ class Functions(Construct):
     # --------------------------------------------------------- acknowledgments
 
     @staticmethod
-    def _acknowledge(spec: schema.Function, role: iam.Role, manage_connections_arn: str) -> None:
+    def _acknowledge(spec: schema.Function, role: iam.Role, manage_connections_arn: str,
+                     buckets: dict, search_domain: opensearch.IDomain) -> None:
         wildcard_reasons = [
             "X-Ray PutTraceSegments/PutTelemetryRecords (active tracing) support no resource-level permissions"
         ]
@@ -347,6 +423,32 @@ class Functions(Construct):
                         "Connection ids exist only at run time: the grant is @connections "
                         f"(PostToConnection, GetConnection, DeleteConnection) on the {schema.WS_STAGE} stage "
                         "of this one WebSocket API."
+                    ),
+                )
+            )
+        writes = set(spec.writes_buckets)
+        for bucket_id in sorted(set(spec.reads_buckets) | writes):
+            objects = nag_resource(role, buckets[bucket_id].arn_for_objects("*"))
+            granted = "GetObject and PutObject" if bucket_id in writes else "GetObject only"
+            Validations.of(role).acknowledge(
+                Acknowledgment(
+                    id=f"AwsSolutions-IAM5[Resource::{objects}]",
+                    reason=(
+                        f"Objects of the {bucket_id} bucket are keyed at run time (per workspace and version); "
+                        f"{granted} on this one bucket's objects, no List."
+                    ),
+                )
+            )
+        if spec.search:
+            paths = nag_resource(role, f"{search_domain.domain_arn}/*")
+            Validations.of(role).acknowledge(
+                Acknowledgment(
+                    id=f"AwsSolutions-IAM5[Resource::{paths}]",
+                    reason=(
+                        "OpenSearch authorizes HTTP requests by path under the domain ARN (index, _search, "
+                        f"_bulk); {spec.search} access grants only the methods "
+                        f"{', '.join(a.removeprefix('es:ESHttp').upper() for a in SEARCH_ACTIONS[spec.search])} "
+                        "on this one domain."
                     ),
                 )
             )

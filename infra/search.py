@@ -1,9 +1,11 @@
 """A minimal but real OpenSearch domain for the knowledge base.
 
 One small data node, encrypted at rest with the stack key, node-to-node encryption,
-HTTPS only with TLS 1.2, slow and application logs in CloudWatch. Access is IAM only:
-the domain policy trusts principals of this account, so a function needs an IAM grant
-(``domain.grant_read_write(fn)``) to use it; nothing anonymous.
+HTTPS only with TLS 1.2, slow and application logs in CloudWatch. Access is IAM only
+(SigV4), nothing anonymous: the domain's access policy (``trust``) names exactly the
+execution roles of the functions whose schema entry has ``search``, each with the HTTP
+methods of its level (``SEARCH_ACTIONS``); ``functions.py`` grants the same actions in
+each role's own policy.
 
 The access policy and the log resource policy are written as plain CloudFormation
 instead of through the L2's custom resources (an extra Node.js Lambda with wildcard
@@ -25,6 +27,14 @@ from constructs import Construct
 ENGINE_VERSION = opensearch.EngineVersion.OPENSEARCH_3_7  # the newest in aws-cdk-lib 2.275
 DEFAULT_INSTANCE_TYPE = "t3.small.search"
 VOLUME_GIB = 10
+
+# HTTP methods per ``schema.Function.search`` level: searching is GET/HEAD and POST
+# (``_search``, ``_msearch``); writing adds PUT (create the index, put a document) and DELETE.
+SEARCH_READ_ACTIONS = ["es:ESHttpGet", "es:ESHttpHead", "es:ESHttpPost"]
+SEARCH_ACTIONS = {
+    "read": SEARCH_READ_ACTIONS,
+    "write": SEARCH_READ_ACTIONS + ["es:ESHttpPut", "es:ESHttpDelete"],
+}
 
 
 def domain_name_for(stack_name: str) -> str:
@@ -87,33 +97,19 @@ class Search(Construct):
             suppress_logs_resource_policy=True,
             removal_policy=RemovalPolicy.RETAIN,
         )
-        cfn_domain: opensearch.CfnDomain = self.domain.node.default_child
-        cfn_domain.access_policies = {
-            "Version": "2012-10-17",
-            "Statement": [
-                {
-                    "Effect": "Allow",
-                    "Principal": {"AWS": f"arn:{Aws.PARTITION}:iam::{Aws.ACCOUNT_ID}:root"},
-                    "Action": ["es:ESHttpGet", "es:ESHttpHead", "es:ESHttpPost", "es:ESHttpPut", "es:ESHttpDelete"],
-                    "Resource": stack.format_arn(
-                        service="es", resource="domain", resource_name=f"{self.domain_name}/*"
-                    ),
-                }
-            ],
-        }
         self.domain.node.add_dependency(log_policy)
 
         for rule, reason in (
             (
                 "AwsSolutions-OS1",
                 "Not in a VPC: the functions run outside any VPC (no NAT cost on the message path) "
-                "and reach the domain over HTTPS with SigV4; the access policy only trusts IAM "
-                "principals of this account.",
+                "and reach the domain over HTTPS with SigV4; the access policy only trusts the "
+                "execution roles of the functions with search access.",
             ),
             (
                 "AwsSolutions-OS3",
                 "Callers are Lambda functions without fixed IP addresses; access is restricted by "
-                "IAM (SigV4-signed requests from this account's principals) instead of an IP allow list.",
+                "IAM (SigV4-signed requests from the functions' roles) instead of an IP allow list.",
             ),
             (
                 "AwsSolutions-OS4",
@@ -128,3 +124,26 @@ class Search(Construct):
         ):
             Validations.of(self.domain).acknowledge(Acknowledgment(id=rule, reason=reason))
 
+    def trust(self, roles: dict[str, list[iam.IRole]]) -> None:
+        """The access policy: the roles of each level (``"read"`` / ``"write"``) may send the
+        HTTP methods of that level to the domain's paths, and no one else is named."""
+        unknown = set(roles) - set(SEARCH_ACTIONS)
+        if unknown:
+            raise ValueError(f"unknown search access {sorted(unknown)}: use one of {sorted(SEARCH_ACTIONS)}")
+        statements = [
+            {
+                "Sid": f"Search{level.capitalize()}",
+                "Effect": "Allow",
+                "Principal": {"AWS": [role.role_arn for role in level_roles]},
+                "Action": SEARCH_ACTIONS[level],
+                # Not domain_arn: the domain's own attribute would be a circular reference.
+                "Resource": Stack.of(self).format_arn(
+                    service="es", resource="domain", resource_name=f"{self.domain_name}/*"
+                ),
+            }
+            for level, level_roles in sorted(roles.items())
+            if level_roles
+        ]
+        cfn_domain: opensearch.CfnDomain = self.domain.node.default_child
+        # No statement, no policy: then nothing but an identity policy could grant access.
+        cfn_domain.access_policies = {"Version": "2012-10-17", "Statement": statements} if statements else None

@@ -16,6 +16,7 @@ from infra.queues import Queues
 from infra.realtime import Realtime
 from infra.search import Search
 from infra.secrets import Secrets
+from infra.storage import Storage
 from infra.web import Web
 
 
@@ -28,6 +29,10 @@ class KefuStack(Stack):
         self.queues = Queues(self, "Queues", key=self.data.key)
         self.layers = Layers(self, "Layers")
         self.api_gateway_logging = ApiGatewayLogging(self, "ApiGatewayLogging")
+        # Before the functions: their environment names the buckets and the domain endpoint.
+        self.web = Web(self, "Web")  # and the access-log bucket
+        self.storage = Storage(self, "Storage", key=self.data.key, log_bucket=self.web.log_bucket)
+        self.search = Search(self, "Search", key=self.data.key)
 
         # API and stage first: the functions need the callback URL, the routes the functions.
         self.realtime = Realtime(self, "Realtime", logging_ready=self.api_gateway_logging)
@@ -37,12 +42,15 @@ class KefuStack(Stack):
             key=self.data.key,
             tables=self.data.tables,
             queues=self.queues.queues,
+            buckets=self.storage.buckets,
+            search_domain=self.search.domain,
             layers=self.layers.all,
             secret=self.secrets.jwt_signing_key,
             callback_url=self.realtime.callback_url,
             manage_connections_arn=self.realtime.manage_connections_arn(),
         )
         self.realtime.add_routes(self.functions.functions)
+        self.search.trust(self.functions.search_roles)
 
         self.rest = RestApi(
             self,
@@ -50,11 +58,9 @@ class KefuStack(Stack):
             handler=self.functions.functions[schema.REST_FUNCTION],
             logging_ready=self.api_gateway_logging,
         )
-        self.search = Search(self, "Search", key=self.data.key)
         self.escalation = Escalation(
             self, "Escalation", conversations=self.data.tables[schema.CONVERSATIONS.id], key=self.data.key
         )
-        self.web = Web(self, "Web")
         self.monitoring = Monitoring(
             self,
             "Monitoring",
@@ -87,3 +93,7 @@ class KefuStack(Stack):
             CfnOutput(self, f"{table_id}TableName", value=table.table_name, description=schema.TABLES[table_id].env_var)
         for queue_id, queue in self.queues.queues.items():
             CfnOutput(self, f"{queue_id}QueueUrl", value=queue.queue_url, description=schema.QUEUES[queue_id].env_var)
+        for bucket_id, bucket in self.storage.buckets.items():
+            CfnOutput(
+                self, f"{bucket_id}BucketName", value=bucket.bucket_name, description=schema.BUCKETS[bucket_id].env_var
+            )

@@ -12,6 +12,7 @@ from pydantic import BaseModel, Field, StringConstraints
 
 from kefu import tokens, wiring
 from kefu.errors import Forbidden, InvalidRequest, KefuError, NotFound, Unauthorized
+from kefu.knowledge import MAX_IMPORT_LINES, parse_article, parse_jsonl
 from kefu.models import Agent
 from kefu.routing import RoutingSettings
 from kefu.logs import logger
@@ -113,6 +114,78 @@ def put_routing(workspace: str, body: dict) -> dict:
         raise InvalidRequest("graceSeconds must be between 5 and 900")
     store.put_settings(workspace, settings.to_dict())
     return settings.to_dict()
+
+
+# ---------------------------------------------------------------- knowledge base
+
+MAX_IMPORT_BYTES = 6 * 1024 * 1024  # API Gateway's payload limit is 10 MB; Lambda's is 6 MB
+
+
+class AskRequest(BaseModel):
+    text: str = Field(max_length=10_000)
+    slots: dict = Field(default_factory=dict)
+
+
+@app.get("/workspaces/<workspace>/kb/articles")
+def list_articles(workspace: str, status: Annotated[Literal["active", "retired"] | None, Query()] = None) -> dict:
+    """Every article of the workspace (agents), optionally only the active or retired ones."""
+    _staff(workspace, "agent")
+    articles = sorted(wiring.knowledge_store().list_articles(workspace), key=lambda a: a.id)
+    return {"articles": [a.public() for a in articles if status is None or a.status == status]}
+
+
+@app.get("/workspaces/<workspace>/kb/articles/<article_id>")
+def get_article(workspace: str, article_id: str) -> dict:
+    _staff(workspace, "agent")
+    article = wiring.knowledge_store().get_article(workspace, article_id)
+    if article is None:
+        raise NotFound("no such article")
+    return article.public()
+
+
+@app.put("/workspaces/<workspace>/kb/articles/<article_id>")
+def put_article(workspace: str, article_id: str, body: dict) -> dict:
+    """Create or replace an article (supervisors); ratings are kept. The model retrains within seconds."""
+    _staff(workspace, "supervisor")
+    if "id" in body and body["id"] != article_id:
+        raise InvalidRequest("the body's id differs from the path's")
+    return wiring.knowledge_store().put_article(parse_article(workspace, body, article_id=article_id)).public()
+
+
+@app.delete("/workspaces/<workspace>/kb/articles/<article_id>")
+def delete_article(workspace: str, article_id: str) -> dict:
+    _staff(workspace, "supervisor")
+    if not wiring.knowledge_store().delete_article(workspace, article_id):
+        raise NotFound("no such article")
+    return {"deleted": article_id}
+
+
+@app.post("/workspaces/<workspace>/kb/import")
+def import_articles(workspace: str) -> dict:
+    """Bulk import (supervisors): the body is the KB file, JSON Lines, one article per line.
+    Valid lines are stored even when others are refused; every refused line is reported."""
+    _staff(workspace, "supervisor")
+    body = app.current_event.decoded_body or ""
+    if len(body.encode("utf-8")) > MAX_IMPORT_BYTES:
+        raise InvalidRequest(f"an import is at most {MAX_IMPORT_BYTES // (1024 * 1024)} MB; split the file")
+    articles, errors = parse_jsonl(workspace, body.splitlines())
+    wiring.knowledge_store().put_articles(articles)
+    return {"imported": len(articles), "refused": len(errors), "errors": errors[:100],
+            "maxLines": MAX_IMPORT_LINES}
+
+
+@app.post("/workspaces/<workspace>/kb/ask")
+def ask(workspace: str, body: AskRequest) -> dict:
+    """What the bot would do with this question (agents): decision, confidence, article, answer, reason."""
+    _staff(workspace, "agent")
+    return wiring.answerer().answer(workspace, body.text, slots=body.slots).detail()
+
+
+@app.get("/workspaces/<workspace>/kb/model")
+def model_status(workspace: str) -> dict:
+    """The workspace's current answering model: version, when and on what it was trained."""
+    _staff(workspace, "agent")
+    return {"model": wiring.knowledge_store().model_pointer(workspace)}
 
 
 def _staff(workspace: str, at_least: str):

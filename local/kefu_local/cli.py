@@ -34,6 +34,10 @@ def main(argv: list[str] | None = None) -> int:
     agent.add_argument("--agent", required=True)
     agent.add_argument("--ttl", type=int, default=12 * 3600, help="lifetime in seconds")
 
+    from . import kb_cli
+
+    kb_cli.add_parser(commands)
+
     bench = commands.add_parser("bench", help="benchmarks (JSON on stdout)")
     benches = bench.add_subparsers(dest="bench", required=True)
     messages = benches.add_parser("messages", help="message path latency, requests, CPU, cold imports, cost")
@@ -60,6 +64,8 @@ def main(argv: list[str] | None = None) -> int:
         return _dev(args)
     if args.command == "token":
         return _token(args)
+    if args.command == "kb":
+        return kb_cli.run(args)
     if args.command == "bench" and args.bench == "routing":
         from kefu_bench import routing as bench_routing
 

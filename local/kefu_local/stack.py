@@ -89,11 +89,15 @@ class LocalStack:
             "POWERTOOLS_SERVICE_NAME": "kefu",
             "POWERTOOLS_LOG_LEVEL": os.environ.get("POWERTOOLS_LOG_LEVEL", "WARNING"),
             **{table.env_var: table.local_name for table in schema.TABLES.values()},
+            **{bucket.env_var: bucket.local_name for bucket in schema.BUCKETS.values()},
         })
         dynamodb = self.client("dynamodb")
         create_tables(dynamodb)
         secrets = self.client("secretsmanager")
         secrets.create_secret(Name=schema.LOCAL_JWT_SECRET_NAME, SecretString=config.signing_key())
+        s3 = self.client("s3")
+        for bucket in schema.BUCKETS.values():
+            s3.create_bucket(Bucket=bucket.local_name)
         sqs = self.client("sqs")
         self.queue_urls = create_queues(sqs)
         os.environ.update({schema.QUEUES[q].env_var: url for q, url in self.queue_urls.items()})
@@ -107,7 +111,7 @@ class LocalStack:
 
             from .seed import seed_demo
 
-            seed_demo(wiring.store())
+            seed_demo(wiring.store(), wiring.knowledge_store())
         self.gateway = Gateway(runtime, config.ROOT / "web", idle_timeout_s=self.idle_timeout_s)
         self._serve()
         streams = self.client("dynamodbstreams")
@@ -180,8 +184,9 @@ def _warm_table_clients() -> None:
     request at a time and never sees that; the in-process gateway would, so build them now."""
     from pynamodb.models import Model
 
-    from kefu.adapters import dynamodb
+    from kefu.adapters import dynamodb, knowledge_store
 
-    for value in vars(dynamodb).values():
-        if isinstance(value, type) and issubclass(value, Model) and value is not Model:
-            value._get_connection().connection.client  # noqa: B018 - creating it is the point
+    for module in (dynamodb, knowledge_store):
+        for value in vars(module).values():
+            if isinstance(value, type) and issubclass(value, Model) and value is not Model:
+                value._get_connection().connection.client  # noqa: B018 - creating it is the point

@@ -10,8 +10,10 @@ from aws_cdk import aws_opensearchservice as opensearch
 from aws_cdk.assertions import Match
 from kefu import schema
 
+from infra.functions import STREAM_BATCH_SIZE, STREAM_MAX_BATCHING_WINDOW_S
 from infra.layers import dependencies_asset_hash
 from infra.queues import VISIBILITY_TIMEOUT_FACTOR
+from infra.search import SEARCH_ACTIONS
 
 TABLE_WRITE_ACTIONS = {
     "dynamodb:BatchWriteItem",
@@ -24,6 +26,8 @@ TABLE_WRITE_ACTIONS = {
     "dynamodb:TransactWriteItems",
 }
 KEY_TYPES = {"S": "S", "N": "N", "B": "B"}
+SEARCH_READ = {"es:ESHttpGet", "es:ESHttpHead", "es:ESHttpPost"}
+SEARCH_WRITE = SEARCH_READ | {"es:ESHttpPut", "es:ESHttpDelete"}
 
 
 # ---------------------------------------------------------------- helpers
@@ -75,6 +79,9 @@ def ids(synthesized):
         "queues": {qid: synthesized.logical_id(q) for qid, q in stack.queues.queues.items()},
         "queue_dlqs": {qid: synthesized.logical_id(q) for qid, q in stack.queues.dead_letter_queues.items()},
         "stream_dlqs": {n: synthesized.logical_id(q) for n, q in stack.functions.dead_letter_queues.items()},
+        "buckets": {bid: synthesized.logical_id(b) for bid, b in stack.storage.buckets.items()},
+        "log_bucket": synthesized.logical_id(stack.web.log_bucket),
+        "domain": synthesized.logical_id(stack.search.domain),
     }
 
 
@@ -202,6 +209,16 @@ def test_function_matches_schema(synthesized, ids, spec):
         var = schema.QUEUES[queue_id].env_var
         expected.add(var)
         assert env[var] == {"Ref": ids["queues"][queue_id]}  # Ref of an SQS queue is its URL
+    for bucket_id in set(spec.reads_buckets) | set(spec.writes_buckets):
+        var = schema.BUCKETS[bucket_id].env_var
+        expected.add(var)
+        assert env[var] == {"Ref": ids["buckets"][bucket_id]}  # Ref of a bucket is its name
+    if spec.search:
+        expected |= {schema.ENV_OPENSEARCH_URL, schema.ENV_OPENSEARCH_SIGV4}
+        assert env[schema.ENV_OPENSEARCH_URL] == {
+            "Fn::Join": ["", ["https://", {"Fn::GetAtt": [ids["domain"], "DomainEndpoint"]}]]
+        }
+        assert env[schema.ENV_OPENSEARCH_SIGV4] == "1"
     expected |= set(spec.extra_env)
     assert set(env) == expected
     assert env["POWERTOOLS_SERVICE_NAME"] == "kefu"
@@ -272,7 +289,9 @@ def test_ws_sync_cannot_write(role_statements):
 
 def test_ws_default_has_no_data_access(role_statements):
     actions = actions_of(role_statements["ws_default"])
-    assert not {a for a in actions if a.startswith(("dynamodb:", "kms:", "secretsmanager:", "execute-api:"))}
+    assert not {
+        a for a in actions if a.startswith(("dynamodb:", "kms:", "secretsmanager:", "execute-api:", "s3:", "es:"))
+    }
 
 
 @pytest.mark.parametrize("spec", schema.FUNCTIONS, ids=lambda f: f.name)
@@ -309,6 +328,142 @@ def test_kms_use_is_limited_to_services(role_statements):
                 assert "kms:ViaService" in json.dumps(statement.get("Condition", {})), name
 
 
+@pytest.mark.parametrize("spec", schema.FUNCTIONS, ids=lambda f: f.name)
+def test_bucket_access_follows_schema(role_statements, ids, spec):
+    """reads_buckets: GetObject; writes_buckets: GetObject + PutObject; on objects only, nothing else."""
+    buckets = {logical: bid for bid, logical in ids["buckets"].items()}
+    s3_statements = [s for s in role_statements[spec.name] if any(a.startswith("s3:") for a in as_list(s["Action"]))]
+    readable, writable = set(), set()
+    for statement in s3_statements:
+        actions = set(as_list(statement["Action"]))
+        assert actions <= {"s3:GetObject", "s3:PutObject"}, (spec.name, actions)
+        for resource in as_list(statement["Resource"]):
+            (logical,) = refs(resource)
+            assert _joined(resource).endswith("/*"), (spec.name, resource)  # objects, not the bucket
+            readable.add(buckets[logical])
+            if "s3:PutObject" in actions:
+                writable.add(buckets[logical])
+    assert writable == set(spec.writes_buckets)
+    assert readable == set(spec.reads_buckets) | set(spec.writes_buckets)
+
+    key_statements = [s for s in role_statements[spec.name] if "s3." in json.dumps(s.get("Condition", {}))]
+    if not readable:
+        assert key_statements == []
+        return
+    assert key_statements and all(refs(s["Resource"]) == {ids["key"]} for s in key_statements)
+    expected = {"kms:Decrypt", "kms:GenerateDataKey"} if writable else {"kms:Decrypt"}
+    assert actions_of(key_statements) == expected
+
+
+@pytest.mark.parametrize("spec", schema.FUNCTIONS, ids=lambda f: f.name)
+def test_search_access_follows_schema(role_statements, ids, spec):
+    statements = [s for s in role_statements[spec.name] if any(a.startswith("es:") for a in as_list(s["Action"]))]
+    if not spec.search:
+        assert statements == []
+        return
+    assert actions_of(statements) == set(SEARCH_ACTIONS[spec.search])
+    for statement in statements:
+        resources = as_list(statement["Resource"])
+        assert {json.dumps(r) for r in resources} == {
+            json.dumps({"Fn::GetAtt": [ids["domain"], "Arn"]}),
+            json.dumps({"Fn::Join": ["", [{"Fn::GetAtt": [ids["domain"], "Arn"]}, "/*"]]}),
+        }
+
+
+def test_knowledge_functions_search_and_bucket_levels(role_statements):
+    """The wiring the brief relies on: kb_indexer writes, the answering paths only read."""
+    indexer = actions_of(role_statements["kb_indexer"])
+    assert SEARCH_WRITE <= indexer and {"s3:GetObject", "s3:PutObject"} <= indexer
+    for name in ("api", "ws_message"):
+        actions = actions_of(role_statements[name])
+        assert {a for a in actions if a.startswith("es:")} == SEARCH_READ, name
+        assert {a for a in actions if a.startswith("s3:")} == {"s3:GetObject"}, name
+
+
+def test_domain_policy_trusts_exactly_the_search_roles(synthesized, ids):
+    (domain,) = synthesized.of_type("AWS::OpenSearchService::Domain").values()
+    statements = domain["Properties"]["AccessPolicies"]["Statement"]
+    granted: dict[str, set[str]] = {}
+    for statement in statements:
+        assert statement["Effect"] == "Allow"
+        assert _joined(statement["Resource"]).endswith(f":domain/{synthesized.stack.search.domain_name}/*")
+        principals = as_list(statement["Principal"]["AWS"])
+        assert all(set(p) == {"Fn::GetAtt"} and p["Fn::GetAtt"][1] == "Arn" for p in principals), principals
+        for principal in principals:
+            granted.setdefault(principal["Fn::GetAtt"][0], set()).update(as_list(statement["Action"]))
+    expected = {ids["roles"][f.name]: set(SEARCH_ACTIONS[f.search]) for f in schema.FUNCTIONS if f.search}
+    assert granted == expected
+
+
+# ---------------------------------------------------------------- buckets
+
+
+def test_one_storage_bucket_per_schema_entry(synthesized, ids):
+    assert set(ids["buckets"]) == set(schema.BUCKETS)
+    web = synthesized.stack.web
+    others = {ids["log_bucket"], synthesized.logical_id(web.bucket)}
+    assert set(synthesized.of_type("AWS::S3::Bucket")) == set(ids["buckets"].values()) | others
+
+
+@pytest.mark.parametrize("spec", list(schema.BUCKETS.values()), ids=lambda b: b.id)
+def test_storage_bucket_matches_schema(synthesized, ids, spec):
+    logical = ids["buckets"][spec.id]
+    bucket = synthesized.resources[logical]
+    props = bucket["Properties"]
+    (rule,) = props["BucketEncryption"]["ServerSideEncryptionConfiguration"]
+    assert rule["ServerSideEncryptionByDefault"]["SSEAlgorithm"] == "aws:kms"
+    assert refs(rule["ServerSideEncryptionByDefault"]["KMSMasterKeyID"]) == {ids["key"]}
+    assert rule["BucketKeyEnabled"] is True
+    assert props["PublicAccessBlockConfiguration"] == {
+        "BlockPublicAcls": True,
+        "BlockPublicPolicy": True,
+        "IgnorePublicAcls": True,
+        "RestrictPublicBuckets": True,
+    }
+    assert props["OwnershipControls"] == {"Rules": [{"ObjectOwnership": "BucketOwnerEnforced"}]}
+    assert props["VersioningConfiguration"] == {"Status": "Enabled"}
+    assert any(r.get("NoncurrentVersionExpiration") == {"NoncurrentDays": 30} and r["Status"] == "Enabled"
+               for r in props["LifecycleConfiguration"]["Rules"])
+    assert refs(props["LoggingConfiguration"]["DestinationBucketName"]) == {ids["log_bucket"]}
+    assert props["LoggingConfiguration"]["LogFilePrefix"] == f"s3/{spec.id.lower()}/"
+    assert bucket["DeletionPolicy"] == "Retain" and bucket["UpdateReplacePolicy"] == "Retain"
+
+    statements = [
+        s
+        for p in synthesized.of_type("AWS::S3::BucketPolicy").values()
+        if refs(p["Properties"]["Bucket"]) == {logical}
+        for s in as_list(p["Properties"]["PolicyDocument"]["Statement"])
+    ]
+    ssl_only = [
+        s
+        for s in statements
+        if s["Effect"] == "Deny"
+        and s["Principal"] == {"AWS": "*"}
+        and s["Action"] == "s3:*"
+        and s.get("Condition", {}).get("Bool", {}).get("aws:SecureTransport") == "false"
+    ]
+    assert len(ssl_only) == 1
+    assert {_joined(r) for r in ssl_only[0]["Resource"]} == {"", "/*"}  # the bucket and its objects
+    assert all(refs(r) == {logical} for r in ssl_only[0]["Resource"])
+    assert not [s for s in statements if s["Effect"] == "Allow"]  # access comes from the roles only
+
+
+def test_access_log_bucket_accepts_the_storage_logs(synthesized, ids):
+    statements = [
+        s
+        for p in synthesized.of_type("AWS::S3::BucketPolicy").values()
+        if refs(p["Properties"]["Bucket"]) == {ids["log_bucket"]}
+        for s in as_list(p["Properties"]["PolicyDocument"]["Statement"])
+        if s["Effect"] == "Allow" and s["Principal"] == {"Service": "logging.s3.amazonaws.com"}
+    ]
+    for bucket_id, logical in ids["buckets"].items():
+        assert any(
+            refs(s["Condition"]["ArnLike"]["aws:SourceArn"]) == {logical}
+            and _joined(s["Resource"]).endswith(f"/s3/{bucket_id.lower()}/*")
+            for s in statements
+        ), bucket_id
+
+
 # ---------------------------------------------------------------- streams
 
 
@@ -326,6 +481,9 @@ def test_stream_consumer_mapping(synthesized, ids, spec):
     assert mapping["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
     assert mapping["BisectBatchOnFunctionError"] is True
     assert 0 < mapping["MaximumRetryAttempts"] <= 10
+    assert mapping["BatchSize"] == (spec.stream_batch_size or STREAM_BATCH_SIZE)
+    window = STREAM_MAX_BATCHING_WINDOW_S if spec.stream_batching_window_s is None else spec.stream_batching_window_s
+    assert mapping.get("MaximumBatchingWindowInSeconds", 0) == window
     (dlq,) = refs(mapping["DestinationConfig"]["OnFailure"]["Destination"])
     queue = synthesized.resources[dlq]
     assert queue["Type"] == "AWS::SQS::Queue"
@@ -338,6 +496,15 @@ def test_stream_consumer_mapping(synthesized, ids, spec):
         if s["Effect"] == "Deny" and s.get("Condition", {}).get("Bool", {}).get("aws:SecureTransport") == "false"
     ]
     assert ssl_denied
+
+
+def test_kb_indexer_batches_bulk_imports(synthesized, ids):
+    """A bulk import is one batch (up to 1,000 records over 5 s): the model trains once."""
+    (mapping,) = _mappings_of(synthesized, ids["functions"]["kb_indexer"])
+    assert refs(mapping["EventSourceArn"]) == {ids["tables"][schema.KNOWLEDGE.id]}
+    assert mapping["BatchSize"] == 1000
+    assert mapping["MaximumBatchingWindowInSeconds"] == 5
+    assert mapping["StartingPosition"] == "TRIM_HORIZON"
 
 
 # ---------------------------------------------------------------- queues
@@ -762,6 +929,8 @@ def test_outputs(synthesized):
         assert f"{table_id}TableName" in outputs
     for queue_id in schema.QUEUES:
         assert f"{queue_id}QueueUrl" in outputs
+    for bucket_id in schema.BUCKETS:
+        assert f"{bucket_id}BucketName" in outputs
 
 
 def test_dependencies_layer_hash_follows_requirements(tmp_path):
@@ -772,6 +941,9 @@ def test_dependencies_layer_hash_follows_requirements(tmp_path):
     requirements.write_text("pyjwt==2.15.2\n")
     assert dependencies_asset_hash(requirements, precompiled=True) != first
     assert dependencies_asset_hash(requirements, precompiled=False) != dependencies_asset_hash(
+        requirements, precompiled=True
+    )
+    assert dependencies_asset_hash(requirements, precompiled=True, unused={}) != dependencies_asset_hash(
         requirements, precompiled=True
     )
 

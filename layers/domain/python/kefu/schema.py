@@ -168,6 +168,8 @@ class Function:
     manage_connections: bool = False  # may call the @connections API
     needs_secret: bool = False  # reads the token signing key
     stream_of: str | None = None  # table id whose stream it consumes
+    stream_batch_size: int | None = None  # records per stream batch (None: infra's default, 100)
+    stream_batching_window_s: int | None = None  # seconds a stream batch may wait to fill (None: 1)
     sends_to: tuple[str, ...] = ()  # queue ids it sends messages to
     consumes: str | None = None  # queue id it is triggered by
     reads_buckets: tuple[str, ...] = ()  # bucket ids it reads objects from
@@ -265,6 +267,9 @@ FUNCTIONS: tuple[Function, ...] = (
         "Keeps the knowledge base's search index and answering model in step with its articles",
         writes=("Knowledge",),
         stream_of="Knowledge",
+        # a bulk import arrives as one batch: training the model is the expensive part, once per batch
+        stream_batch_size=1000,
+        stream_batching_window_s=5,
         writes_buckets=("Models",),
         search="write",
         memory_mb=2048,  # training is CPU-bound; memory buys vCPUs
@@ -295,6 +300,14 @@ REST_PUBLIC_ROUTES: tuple[tuple[str, str], ...] = (
     ("PUT", "/workspaces/{workspace}/agents/{agent_id}"),
     ("GET", "/workspaces/{workspace}/routing"),
     ("PUT", "/workspaces/{workspace}/routing"),
+    # the knowledge base (agents read and ask, supervisors write)
+    ("GET", "/workspaces/{workspace}/kb/articles"),
+    ("GET", "/workspaces/{workspace}/kb/articles/{article_id}"),
+    ("PUT", "/workspaces/{workspace}/kb/articles/{article_id}"),
+    ("DELETE", "/workspaces/{workspace}/kb/articles/{article_id}"),
+    ("POST", "/workspaces/{workspace}/kb/import"),
+    ("POST", "/workspaces/{workspace}/kb/ask"),
+    ("GET", "/workspaces/{workspace}/kb/model"),
 )
 REST_STAGE = "v1"
 WS_STAGE = "prod"

@@ -79,3 +79,38 @@ def signing_key() -> str:
     from .adapters.secrets import signing_key as fetch
 
     return fetch(os.environ[schema.ENV_JWT_SECRET_ID])
+
+
+@lru_cache(maxsize=1)
+def knowledge_store():
+    from .adapters.knowledge_store import KnowledgeStore
+
+    return KnowledgeStore()
+
+
+@lru_cache(maxsize=1)
+def search_index():
+    from .adapters.search_index import SearchIndex
+
+    return SearchIndex()
+
+
+@lru_cache(maxsize=1)
+def model_blobs():
+    from .adapters.model_store import S3ModelStore
+
+    return S3ModelStore()
+
+
+@lru_cache(maxsize=1)
+def answerer():
+    from .answering.answerer import Answerer, Models
+
+    return Answerer(Models(knowledge_store(), _OnFirstUse(model_blobs)), _OnFirstUse(search_index))
+
+
+@lru_cache(maxsize=1)
+def trainer():
+    from .answering.answerer import Trainer
+
+    return Trainer(knowledge_store(), model_blobs())

@@ -1,0 +1,270 @@
+"""The workspace's answering model: which article a question is about, and how sure to be.
+
+A multinomial logistic regression over TF-IDF features (text.py), trained on the articles'
+titles and example questions. Its probabilities are not trusted as they are: the confidence is
+a second, small logistic model (the calibrator) fitted on *held-out* predictions — k-fold cross
+validation over the example questions, plus off-topic questions that no article answers — so
+that answers given with confidence c are right about c of the time. Nothing here depends on the
+search engine's score scale; the search index only supplies candidates and content.
+
+numpy only (no scipy / scikit-learn): the model must train inside a Lambda function and load in
+the answering path within the layer size limits.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+from collections import Counter
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from . import text
+
+FORMAT = 1
+CALIBRATION_FOLDS = 3
+
+
+@dataclass(frozen=True)
+class Example:
+    text: str
+    label: str | None  # article id; None for an off-topic question (calibration only)
+
+
+# ---------------------------------------------------------------- features
+
+
+class Vectorizer:
+    """TF-IDF with sublinear term frequency; word and character groups each L2-normalised, so
+    neither drowns the other whatever the text's length or script."""
+
+    def __init__(self, vocabulary: dict[str, int], idf: np.ndarray):
+        self.vocabulary = vocabulary
+        self.idf = idf
+
+    @classmethod
+    def fit(cls, texts: list[str], min_char_df: int = 2) -> tuple[Vectorizer, list]:
+        counted = [text.grams(t) for t in texts]
+        df: Counter = Counter()
+        for grams in counted:
+            df.update(grams.keys())
+        n = len(texts)
+        vocabulary: dict[str, int] = {}
+        idf: list[float] = []
+        for gram, count in sorted(df.items()):
+            if count >= min_char_df or gram.startswith("w:"):
+                vocabulary[gram] = len(idf)
+                idf.append(math.log((1 + n) / (1 + count)) + 1.0)
+        vectorizer = cls(vocabulary, np.asarray(idf, np.float32))
+        return vectorizer, [vectorizer.transform(g) for g in counted]
+
+    def transform(self, grams_or_text) -> tuple[np.ndarray, np.ndarray]:
+        """(feature indices, values) of one text; unknown grams are dropped."""
+        grams = text.grams(grams_or_text) if isinstance(grams_or_text, str) else grams_or_text
+        indices, values, is_word = [], [], []
+        for gram, count in grams.items():
+            i = self.vocabulary.get(gram)
+            if i is not None:
+                indices.append(i)
+                values.append((1.0 + math.log(count)) * float(self.idf[i]))
+                is_word.append(gram[0] == "w")
+        idx = np.asarray(indices, np.int64)
+        val = np.asarray(values, np.float32)
+        words = np.asarray(is_word, bool)
+        for group in (words, ~words):
+            norm = float(np.sqrt((val[group] ** 2).sum()))
+            if norm > 0:
+                val[group] /= norm
+        return idx, val
+
+    def coverage(self, text_: str) -> float:
+        """Share of the text's word grams the knowledge base has ever seen (0 for no words)."""
+        words = [g for g in text.grams(text_) if g[0] == "w"]
+        if not words:
+            return 0.0
+        return sum(g in self.vocabulary for g in words) / len(words)
+
+
+# ---------------------------------------------------------------- training
+
+
+def _train_softmax(rows: list, labels: np.ndarray, classes: int, features: int,
+                   epochs: int = 20, rate: float = 0.01, batch: int = 128, seed: int = 0):
+    """Multinomial logistic regression by mini-batch Adam with a cosine learning-rate schedule.
+    Each batch is densified over only the features it uses, so a step is two small matmuls."""
+    weights = np.zeros((features, classes), np.float32)
+    bias = np.zeros(classes, np.float32)
+    m_w, v_w = np.zeros_like(weights), np.zeros_like(weights)
+    m_b, v_b = np.zeros_like(bias), np.zeros_like(bias)
+    beta1, beta2, step = 0.9, 0.999, 0
+    rng = np.random.default_rng(seed)
+    n = len(rows)
+    for epoch in range(epochs):
+        lr = rate * 0.5 * (1 + math.cos(math.pi * epoch / epochs)) + 1e-4
+        order = rng.permutation(n)
+        for start in range(0, n, batch):
+            chunk = order[start : start + batch]
+            idx = np.concatenate([rows[i][0] for i in chunk])
+            val = np.concatenate([rows[i][1] for i in chunk])
+            seg = np.repeat(np.arange(len(chunk)), [len(rows[i][0]) for i in chunk])
+            used, inverse = np.unique(idx, return_inverse=True)
+            dense = np.zeros((len(chunk), len(used)), np.float32)
+            dense[seg, inverse] = val
+            z = dense @ weights[used] + bias
+            z -= z.max(axis=1, keepdims=True)
+            p = np.exp(z)
+            p /= p.sum(axis=1, keepdims=True)
+            p[np.arange(len(chunk)), labels[chunk]] -= 1.0
+            p /= len(chunk)
+            grad_w = dense.T @ p
+            grad_b = p.sum(axis=0)
+            step += 1
+            c1, c2 = 1 - beta1**step, 1 - beta2**step
+            m_w[used] = beta1 * m_w[used] + (1 - beta1) * grad_w
+            v_w[used] = beta2 * v_w[used] + (1 - beta2) * grad_w * grad_w
+            weights[used] -= lr * (m_w[used] / c1) / (np.sqrt(v_w[used] / c2) + 1e-8)
+            m_b = beta1 * m_b + (1 - beta1) * grad_b
+            v_b = beta2 * v_b + (1 - beta2) * grad_b * grad_b
+            bias -= lr * (m_b / c1) / (np.sqrt(v_b / c2) + 1e-8)
+    return weights, bias
+
+
+def _fit_logistic(x: np.ndarray, y: np.ndarray, l2: float = 1e-3, iterations: int = 50) -> np.ndarray:
+    """Binary logistic regression by Newton's method (a handful of features: exact and fast)."""
+    x1 = np.hstack([x, np.ones((len(x), 1))])
+    w = np.zeros(x1.shape[1])
+    for _ in range(iterations):
+        p = 1 / (1 + np.exp(-np.clip(x1 @ w, -30, 30)))
+        grad = x1.T @ (p - y) + l2 * w
+        hess = (x1 * (p * (1 - p))[:, None]).T @ x1 + l2 * np.eye(len(w))
+        delta = np.linalg.solve(hess, grad)
+        w -= delta
+        if np.abs(delta).max() < 1e-8:
+            break
+    return w
+
+
+def _confidence_features(probabilities: np.ndarray, coverage: np.ndarray) -> np.ndarray:
+    """What the calibrator sees: how peaked the distribution is and how familiar the words are."""
+    top2 = -np.sort(-probabilities, axis=1)[:, :2]
+    p1 = np.clip(top2[:, 0], 1e-6, 1 - 1e-6)
+    p2 = np.clip(top2[:, 1], 1e-6, 1 - 1e-6)
+    return np.column_stack([np.log(p1 / (1 - p1)), np.log(p1 / p2), coverage, coverage * np.log(p1 / (1 - p1))])
+
+
+# ---------------------------------------------------------------- the model
+
+
+@dataclass
+class Prediction:
+    ranked: list[tuple[str, float]]  # (article id, model probability), best first
+    confidence: float  # calibrated probability that ranked[0] is the right article
+    coverage: float
+
+
+@dataclass
+class Model:
+    vectorizer: Vectorizer
+    classes: list[str]
+    weights: np.ndarray
+    bias: np.ndarray
+    calibrator: np.ndarray
+    info: dict = field(default_factory=dict)
+
+    def probabilities(self, text_: str) -> np.ndarray:
+        idx, val = self.vectorizer.transform(text_)
+        z = (val @ self.weights[idx] if len(idx) else np.zeros(len(self.classes), np.float32)) + self.bias
+        z = z.astype(np.float64) - z.max()
+        p = np.exp(z)
+        return p / p.sum()
+
+    def predict(self, text_: str, top: int = 3) -> Prediction:
+        p = self.probabilities(text_)
+        coverage = self.vectorizer.coverage(text_)
+        order = np.argsort(-p)[:top]
+        features = _confidence_features(p[None, :], np.asarray([coverage]))
+        confidence = float(1 / (1 + math.exp(-float(np.clip(features[0] @ self.calibrator[:-1] + self.calibrator[-1], -30, 30)))))
+        if coverage == 0.0:
+            confidence = 0.0  # not one known word: whatever the prior says, we know nothing
+        return Prediction([(self.classes[i], float(p[i])) for i in order], confidence, coverage)
+
+    # ------------------------------------------------------------ persistence
+
+    def dumps(self) -> bytes:
+        buffer = io.BytesIO()
+        vocabulary = sorted(self.vectorizer.vocabulary, key=self.vectorizer.vocabulary.get)
+        np.savez_compressed(
+            buffer,
+            format=np.asarray([FORMAT]),
+            vocabulary=np.asarray(json.dumps(vocabulary, ensure_ascii=False)),
+            idf=self.vectorizer.idf,
+            classes=np.asarray(json.dumps(self.classes, ensure_ascii=False)),
+            weights=self.weights.astype(np.float16),
+            bias=self.bias,
+            calibrator=self.calibrator,
+            info=np.asarray(json.dumps(self.info, ensure_ascii=False)),
+        )
+        return buffer.getvalue()
+
+    @classmethod
+    def loads(cls, blob: bytes) -> Model:
+        with np.load(io.BytesIO(blob), allow_pickle=False) as data:
+            if int(data["format"][0]) != FORMAT:
+                raise ValueError(f"model format {int(data['format'][0])} is not {FORMAT}")
+            vocabulary = json.loads(str(data["vocabulary"]))
+            return cls(
+                vectorizer=Vectorizer({g: i for i, g in enumerate(vocabulary)}, data["idf"]),
+                classes=json.loads(str(data["classes"])),
+                weights=data["weights"].astype(np.float32),
+                bias=data["bias"],
+                calibrator=data["calibrator"],
+                info=json.loads(str(data["info"])),
+            )
+
+
+def _fit_classifier(examples: list[Example], classes: list[str]):
+    index = {c: i for i, c in enumerate(classes)}
+    vectorizer, rows = Vectorizer.fit([e.text for e in examples])
+    labels = np.asarray([index[e.label] for e in examples])
+    weights, bias = _train_softmax(rows, labels, len(classes), len(vectorizer.vocabulary))
+    return vectorizer, weights, bias
+
+
+def train(examples: list[Example], folds: int = CALIBRATION_FOLDS, seed: int = 0) -> Model:
+    """Train on the labelled examples; calibrate on held-out folds and the off-topic examples."""
+    labelled = [e for e in examples if e.label is not None]
+    off_topic = [e.text for e in examples if e.label is None]
+    classes = sorted({e.label for e in labelled})
+    if not classes:
+        raise ValueError("nothing to learn from: no article has a title or an example question")
+
+    # held-out predictions: every labelled example is predicted by a model that never saw it
+    rng = np.random.default_rng(seed)
+    fold_of = rng.integers(0, folds, len(labelled)) if len(classes) > 1 else np.zeros(len(labelled), int)
+    held_features, held_correct = [], []
+    for k in range(folds if len(classes) > 1 else 0):
+        training = [e for e, f in zip(labelled, fold_of) if f != k]
+        held = [e for e, f in zip(labelled, fold_of) if f == k]
+        fold_classes = sorted({e.label for e in training})
+        if len(fold_classes) < 2 or not held:
+            continue
+        vectorizer, weights, bias = _fit_classifier(training, fold_classes)
+        fold_model = Model(vectorizer, fold_classes, weights, bias, np.zeros(5))
+        probe = held + [Example(t, None) for t in off_topic]
+        p = np.vstack([fold_model.probabilities(e.text) for e in probe])
+        coverage = np.asarray([vectorizer.coverage(e.text) for e in probe])
+        predicted = [fold_classes[i] for i in p.argmax(axis=1)]
+        held_features.append(_confidence_features(p, coverage))
+        held_correct.extend(1.0 if e.label is not None and e.label == c else 0.0 for e, c in zip(probe, predicted))
+
+    vectorizer, weights, bias = _fit_classifier(labelled, classes)
+    if held_features and 0 < sum(held_correct) < len(held_correct):
+        calibrator = _fit_logistic(np.vstack(held_features), np.asarray(held_correct))
+    else:  # too little data to hold any out: a cautious fixed mapping (never auto-answers alone)
+        calibrator = np.asarray([0.5, 0.0, 0.0, 0.0, -0.5])
+    info = {"articles": len(classes), "examples": len(labelled), "offTopic": len(off_topic),
+            "features": len(vectorizer.vocabulary), "heldOut": len(held_correct),
+            "heldOutAccuracy": round(float(np.mean(held_correct)), 4) if held_correct else None}
+    return Model(vectorizer, classes, weights, bias, calibrator, info)
