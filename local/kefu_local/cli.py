@@ -59,6 +59,13 @@ def main(argv: list[str] | None = None) -> int:
     routing.add_argument("--dump", default=None, metavar="FILE",
                          help="also write each measured conversation's timeline to FILE (JSON lines)")
 
+    answering = benches.add_parser("answering", help="bot accuracy, decisions, calibration and latency on a KB")
+    answering.add_argument("--kb", required=True, help="KB file, JSON Lines")
+    answering.add_argument("--queries", required=True, help='queries, JSON Lines {"text", "article_id"}')
+    answering.add_argument("--workspace", default="bench")
+    answering.add_argument("--limit", type=int, default=None, help="only the first N queries")
+    answering.add_argument("--url", default=None, help="a running local stack instead of starting one")
+
     args = parser.parse_args(argv)
     if args.command == "dev":
         return _dev(args)
@@ -74,6 +81,14 @@ def main(argv: list[str] | None = None) -> int:
                 agents=args.agents, conversations=args.conversations, capacity=args.capacity,
                 mean_handle_s=args.mean_handle_s, warmup=args.warmup, seed=args.seed, url=args.url,
                 timeout_s=args.timeout_s, dump=args.dump)
+        print(json.dumps(report, indent=2, ensure_ascii=False))
+        return 0
+    if args.command == "bench" and args.bench == "answering":
+        from kefu_bench import answering as bench_answering
+
+        with _stdout_to_stderr():
+            report = bench_answering.run(args.kb, args.queries, workspace=args.workspace, url=args.url,
+                                         limit=args.limit)
         print(json.dumps(report, indent=2, ensure_ascii=False))
         return 0
     if args.command == "bench":
