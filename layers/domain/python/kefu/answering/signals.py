@@ -44,7 +44,7 @@ _SAFETY = re.compile(r"自杀|不想活|跳楼|爆炸|起火|着火|冒烟|触�
 ANGER_THRESHOLD = 3  # a legal threat alone, a complaint alone, or insult + exasperation
 
 # slots -------------------------------------------------------------------------------------
-_ORDER_ID = re.compile(r"(?:订单号?|单号|order\s*(?:number|no\.?|id|#)?)\s*(?:是|为|:|：|#)?\s*([a-z0-9-]{6,24})"
+_ORDER_ID = re.compile(r"(?:订单号?|单号|order\s*(?:number|no\.?|id|#)?)\s*(?:是|为|is|:|：|#)?\s*([a-z]{0,4}\d[a-z0-9-]{5,23})"
                        r"|(?<![\w-])(\d{10,20})(?![\w-])")
 _TRACKING = re.compile(r"(?:物流单号|快递单号|运单号|退货单号|tracking\s*(?:number|no\.?|#)?)\s*(?:是|为|:|：|#)?\s*"
                        r"([a-z]{0,4}\d{8,20})")

@@ -44,10 +44,10 @@ def grams(text: str) -> Counter:
 
 
 def language(text: str) -> str | None:
-    """"zh" when Han characters are at least a third of the letters, "en" when latin letters
-    dominate, None when there are no letters at all (emoji, digits, punctuation)."""
+    """"zh" when Han characters weigh at least as much as latin letters (one character is about a
+    word, so four letters), "en" otherwise, None without letters at all (emoji, digits, punctuation)."""
     han = len(_HAN.findall(text))
     latin = len(_LATIN.findall(text.lower()))
     if han == 0 and latin == 0:
         return None
-    return "zh" if han * 3 >= han + latin or han >= 4 else "en"
+    return "zh" if han * 4 >= latin else "en"
