@@ -59,7 +59,7 @@ class StreamPoller(threading.Thread):
 
     def _drain(self, arn: str, iterator: str) -> str | None:
         """Deliver one batch; the sequence number of its last record, or None when there was none."""
-        response = self.streams.get_records(ShardIterator=iterator, Limit=BATCH_SIZE)
+        response = self.streams.get_records(ShardIterator=iterator, Limit=self.function.stream_batch_size or BATCH_SIZE)
         records = response.get("Records", [])
         if records:
             for record in records:
