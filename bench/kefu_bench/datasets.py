@@ -35,6 +35,7 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import re
 import shutil
 import sys
 from collections.abc import Iterable
@@ -50,9 +51,15 @@ def title_of(intent: str) -> str:
     return intent.replace("_", " ").strip().capitalize()
 
 
+def article_id(intent: str) -> str:
+    """An intent name as a KB article id (ids allow letters, digits, '_', '.', ':', '-'):
+    Banking77 has "reverted_card_payment?"."""
+    return re.sub(r"[^A-Za-z0-9_.:-]", "", intent)
+
+
 def article(intent: str, questions: list[str], tags: list[str]) -> dict:
     title = title_of(intent)
-    return {"id": intent, "lang": "en", "title": title, "answer": f"Answer for: {title}.",
+    return {"id": article_id(intent), "lang": "en", "title": title, "answer": f"Answer for: {title}.",
             "questions": questions, "tags": tags}
 
 
@@ -110,7 +117,8 @@ def banking77(out_dir: str | Path, source: str | Path = SOURCE / "banking77") ->
     if set(categories) != set(by_category):
         raise ValueError("banking77: train.csv categories differ from categories.json")
     kb = [article(category, questions, ["banking77"]) for category, questions in by_category.items()]
-    queries = [{"text": text, "article_id": category} for text, category in _read_banking77_csv(src / "test.csv")]
+    queries = [{"text": text, "article_id": article_id(category)}
+               for text, category in _read_banking77_csv(src / "test.csv")]
     _check_queries("banking77", kb, queries)
 
     _write_jsonl(out / "banking77-kb.jsonl", kb)
@@ -138,7 +146,7 @@ def clinc150(out_dir: str | Path, source: str | Path = SOURCE / "clinc150") -> d
         raise ValueError(f"clinc150: no train items for {empty}")
     kb = [article(intent, questions, [domain_of[intent]]) for intent, questions in by_intent.items()]
 
-    queries = [{"text": _text(text, f"test[{i}]"), "article_id": intent}
+    queries = [{"text": _text(text, f"test[{i}]"), "article_id": article_id(intent)}
                for i, (text, intent) in enumerate(data["test"]) if intent in domain_of]
     queries += [{"text": _text(text, f"oos_test[{i}]"), "article_id": None} for i, (text, _) in enumerate(data["oos_test"])]
     oos_train = [{"text": _text(text, f"oos_train[{i}]"), "article_id": None}
