@@ -65,17 +65,20 @@ def _article(item: KnowledgeItem) -> Article:
     return article_from_image(item.pk, item.attribute_values)
 
 
+def _item(article: Article, counters: tuple[int, int], stamp: str) -> KnowledgeItem:
+    """The item of an article's content, carrying over its (helpful, not helpful) counters."""
+    return KnowledgeItem(
+        article.workspace, ARTICLE + article.id, lang=article.lang, title=article.title, answer=article.answer,
+        questions=list(article.questions) or None, tags=list(article.tags) or None, status=article.status,
+        followups=[f.to_dict() for f in article.followups] or None,
+        helpful=counters[0], notHelpful=counters[1], updatedAt=stamp)
+
+
 class KnowledgeStore:
     def put_article(self, article: Article) -> Article:
         """Create or replace an article's content; its rating counters are kept."""
         existing = self.get_article(article.workspace, article.id)
-        item = KnowledgeItem(
-            article.workspace, ARTICLE + article.id, lang=article.lang, title=article.title,
-            answer=article.answer, questions=list(article.questions) or None, tags=list(article.tags) or None,
-            status=article.status, followups=[f.to_dict() for f in article.followups] or None,
-            helpful=existing.helpful if existing else 0, notHelpful=existing.not_helpful if existing else 0,
-            updatedAt=now_iso(),
-        )
+        item = _item(article, (existing.helpful, existing.not_helpful) if existing else (0, 0), now_iso())
         item.save()
         return _article(item)
 
@@ -88,13 +91,7 @@ class KnowledgeStore:
         stamp = now_iso()
         with KnowledgeItem.batch_write() as batch:
             for article in articles:
-                helpful, not_helpful = counters.get(article.id, (0, 0))
-                batch.save(KnowledgeItem(
-                    workspace, ARTICLE + article.id, lang=article.lang, title=article.title,
-                    answer=article.answer, questions=list(article.questions) or None,
-                    tags=list(article.tags) or None, status=article.status,
-                    followups=[f.to_dict() for f in article.followups] or None,
-                    helpful=helpful, notHelpful=not_helpful, updatedAt=stamp))
+                batch.save(_item(article, counters.get(article.id, (0, 0)), stamp))
 
     def get_article(self, workspace: str, article_id: str) -> Article | None:
         try:
