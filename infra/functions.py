@@ -26,6 +26,8 @@ the spec and nothing else:
   in ``bucket.env_var``. No ``s3:ListBucket``: objects are read by the key the Knowledge
   table points to. Written out instead of ``Bucket.grant_read`` / ``grant_put``, which add
   ``s3:GetObject*`` / ``s3:List*`` / ``s3:Abort*`` and ``kms:GenerateDataKey*`` wildcards.
+- ``schedule``: an EventBridge rule with that schedule expression invokes the function (two
+  retries); the function's resource policy allows that rule only.
 - ``search``: the HTTP methods of that level (``search.SEARCH_ACTIONS``) on the OpenSearch
   domain and its paths, ``KEFU_OPENSEARCH_URL`` (https://endpoint) and
   ``KEFU_OPENSEARCH_SIGV4=1``; the domain's access policy names the same roles
@@ -37,6 +39,8 @@ from __future__ import annotations
 import jsii
 from aws_cdk import Acknowledgment, Aws, Duration, Stack, Validations
 from aws_cdk import aws_dynamodb as dynamodb
+from aws_cdk import aws_events as events
+from aws_cdk import aws_events_targets as events_targets
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_lambda as lambda_
@@ -227,6 +231,11 @@ class Functions(Construct):
             self._grant_send(role, spec, queues, key)
             if spec.consumes:
                 self._consume_queue(function, role, queues[spec.consumes], key)
+            if spec.schedule:
+                # EventBridge invokes it (its resource policy names this rule only); no payload needed
+                events.Rule(self, f"{spec.name}Schedule", schedule=events.Schedule.expression(spec.schedule),
+                            description=f"kefu {spec.name}: {spec.description}"[:512],
+                            targets=[events_targets.LambdaFunction(function, retry_attempts=2)])
             self._grant_buckets(role, spec, buckets, key)
             if spec.search:
                 role.add_to_principal_policy(

@@ -116,6 +116,31 @@ def put_routing(workspace: str, body: dict) -> dict:
     return settings.to_dict()
 
 
+@app.get("/workspaces/<workspace>/bot")
+def get_bot(workspace: str) -> dict:
+    """The bot's settings: on or off, its name, thresholds, what it says (supervisors)."""
+    _staff(workspace, "supervisor")
+    return _bot_settings(workspace).to_dict()
+
+
+@app.put("/workspaces/<workspace>/bot")
+def put_bot(workspace: str, body: dict) -> dict:
+    """Change the bot's settings (admins); fields left out keep their defaults. Warm functions see the
+    change within seconds (bot.SETTINGS_TTL_S)."""
+    _staff(workspace, "admin")
+    from kefu.bot import BotSettings
+
+    settings = BotSettings.from_dict(body)
+    store.put_bot_settings(workspace, settings.to_dict())
+    return settings.to_dict()
+
+
+def _bot_settings(workspace: str):
+    from kefu.bot import BotSettings
+
+    return BotSettings.from_dict(store.bot_settings(workspace))
+
+
 # ---------------------------------------------------------------- knowledge base
 
 MAX_IMPORT_BYTES = 6 * 1024 * 1024  # API Gateway's payload limit is 10 MB; Lambda's is 6 MB
@@ -176,9 +201,11 @@ def import_articles(workspace: str) -> dict:
 
 @app.post("/workspaces/<workspace>/kb/ask")
 def ask(workspace: str, body: AskRequest) -> dict:
-    """What the bot would do with this question (agents): decision, confidence, article, answer, reason."""
+    """What the bot would do with this question (agents): decision, confidence, article, answer, reason,
+    with the workspace's thresholds."""
     _staff(workspace, "agent")
-    return wiring.answerer().answer(workspace, body.text, slots=body.slots).detail()
+    thresholds = _bot_settings(workspace).thresholds
+    return wiring.answerer().answer(workspace, body.text, slots=body.slots, thresholds=thresholds).detail()
 
 
 @app.get("/workspaces/<workspace>/kb/model")
@@ -186,6 +213,28 @@ def model_status(workspace: str) -> dict:
     """The workspace's current answering model: version, when and on what it was trained."""
     _staff(workspace, "agent")
     return {"model": wiring.knowledge_store().model_pointer(workspace)}
+
+
+@app.post("/workspaces/<workspace>/kb/maintain")
+def maintain(workspace: str, body: dict | None = None) -> dict:
+    """Run maintenance now (supervisors): retire articles rated unhelpful (unless dryRun) and group the
+    questions the bot could not answer into candidate articles. Body: dryRun, minVotes, minHelpfulRate,
+    days, similarity, maxCandidates (all optional)."""
+    _staff(workspace, "supervisor")
+    from kefu.answering.maintenance import Policy
+
+    body = body or {}
+    dry_run = body.get("dryRun", False)
+    if not isinstance(dry_run, bool):
+        raise InvalidRequest("dryRun must be true or false")
+    return wiring.maintainer().run(workspace, Policy.from_dict(body), dry_run=dry_run)
+
+
+@app.get("/workspaces/<workspace>/kb/maintenance")
+def last_maintenance(workspace: str) -> dict:
+    """The last maintenance report (scheduled or on demand), or null (supervisors)."""
+    _staff(workspace, "supervisor")
+    return {"report": wiring.knowledge_store().last_report(workspace)}
 
 
 def _staff(workspace: str, at_least: str):

@@ -1,4 +1,4 @@
-"""`kefu kb import|ask|model`: the knowledge base through the REST API of a running stack.
+"""`kefu kb import|ask|model|maintain`: the knowledge base through the REST API of a running stack.
 
 Local stack by default (http://127.0.0.1:8000, a token minted with this checkout's key for the
 demo admin); a deployed API with --url and --token (an agent token of a supervisor or admin).
@@ -39,6 +39,15 @@ def add_parser(commands) -> None:
     common(ask)
     model = actions.add_parser("model", help="the workspace's current answering model")
     common(model)
+    maintain = actions.add_parser(
+        "maintain", help="retire articles rated unhelpful; group unanswered questions into candidate articles")
+    maintain.add_argument("--dry-run", action="store_true", help="report what would retire, change nothing")
+    maintain.add_argument("--min-votes", type=int, default=10, help="votes an article needs before it can retire")
+    maintain.add_argument("--min-helpful-rate", type=float, default=0.5,
+                          help="articles rated helpful less often than this retire (0..1)")
+    maintain.add_argument("--days", type=int, default=30, help="how far back unanswered questions count")
+    maintain.add_argument("--json", action="store_true", help="print the whole report as JSON")
+    common(maintain)
 
 
 def api_base(url: str) -> str:
@@ -65,6 +74,8 @@ def run(args) -> int:
             return _import(session, base, args)
         if args.kb == "ask":
             return _ask(session, base, args)
+        if args.kb == "maintain":
+            return _maintain(session, base, args)
         return _show(session.get(f"{base}/model", timeout=30), lambda body: body)
     except requests.ConnectionError:
         print(f"kefu kb: nothing answers at {args.url}; start the local stack with `make dev` "
@@ -129,3 +140,23 @@ def _import(session, base: str, args) -> int:
     print(f"kefu kb: stored, but no new model after {args.wait_s:.0f} s (is the stack's indexer running?)",
           file=sys.stderr)
     return 1
+
+
+def _maintain(session, base: str, args) -> int:
+    policy = {"dryRun": args.dry_run, "minVotes": args.min_votes, "minHelpfulRate": args.min_helpful_rate,
+              "days": args.days}
+    response = session.post(f"{base}/maintain", json=policy, timeout=120)
+    if args.json or response.status_code >= 400:
+        return _show(response, lambda body: body)
+    report = _body(response)
+    verb = "would retire" if report["dryRun"] else "retired"
+    print(f"{args.workspace}: {verb} {len(report['retired'])} article(s)")
+    for article in report["retired"]:
+        print(f"  {article['id']}  helpful {article['helpful']}/{article['helpful'] + article['notHelpful']}"
+              f"  {article['title']}")
+    print(f"{report['misses']} unanswered question(s) in the last {args.days} days; "
+          f"{len(report['candidates'])} candidate article(s), most asked first:")
+    for candidate in report["candidates"]:
+        others = [e for e in candidate["examples"] if e != candidate["question"]]
+        print(f"  {candidate['count']:>4}x  {candidate['question']}" + (f"   (also: {' | '.join(others)})" if others else ""))
+    return 0

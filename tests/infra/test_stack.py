@@ -952,3 +952,21 @@ def test_no_docker_bundling(synthesized):
     """Every asset is a file/zip asset: nothing needs a Docker image at synth or deploy."""
     assets = json.loads((synthesized.outdir / f"{synthesized.stack.artifact_id}.assets.json").read_text())
     assert not assets.get("dockerImages")
+
+
+def test_scheduled_functions_get_an_eventbridge_rule_that_alone_may_invoke_them(synthesized, ids):
+    scheduled = {f.name: f.schedule for f in schema.FUNCTIONS if f.schedule}
+    assert scheduled == {"kb_maintain": "rate(1 day)"}
+    rules = synthesized.of_type("AWS::Events::Rule")
+    for name, expression in scheduled.items():
+        function_id = ids["functions"][name]
+        [(rule_id, rule)] = [(k, r) for k, r in rules.items()
+                             if any(refs(t["Arn"]) == {function_id} for t in r["Properties"]["Targets"])]
+        assert rule["Properties"]["ScheduleExpression"] == expression
+        assert rule["Properties"]["State"] == "ENABLED"
+        assert rule["Properties"]["Targets"][0]["RetryPolicy"] == {"MaximumRetryAttempts": 2}
+        permissions = [p["Properties"] for p in synthesized.of_type("AWS::Lambda::Permission").values()
+                       if refs(p["Properties"]["FunctionName"]) == {function_id}]
+        assert permissions == [{"Action": "lambda:InvokeFunction", "FunctionName": permissions[0]["FunctionName"],
+                                "Principal": "events.amazonaws.com",
+                                "SourceArn": {"Fn::GetAtt": [rule_id, "Arn"]}}]

@@ -18,16 +18,18 @@ from .ports import ConversationAlreadyOpen, DuplicateMessage, SeqConflict, Store
 
 if TYPE_CHECKING:  # frames (pydantic) only types the arguments; $connect and $disconnect never load it
     from . import frames
+    from .bot import Bot
     from .router import Router
 
 log = logging.getLogger(__name__)
 
 
 class ConversationService:
-    def __init__(self, store: Store, delivery: Delivery, router: Router):
+    def __init__(self, store: Store, delivery: Delivery, router: Router, bot: Bot | None = None):
         self.store = store
         self.delivery = delivery
         self.router = router
+        self.bot = bot
 
     # ------------------------------------------------------------ connections
 
@@ -85,7 +87,9 @@ class ConversationService:
                        client_message_id=frame.clientMessageId)
 
         self.delivery.fan_out(conversation, connections, message.frame(), exclude=connection_id)
-        if opened is not None:
+        if conversation.status == "bot" and who.role == "customer" and self.bot is not None:
+            self.bot.on_customer_message(conversation, message)
+        elif opened is not None:
             self.router.conversation_opened(opened)
         return _ack(message)
 
@@ -142,6 +146,7 @@ class ConversationService:
             customer_tags=who.tags,
             group=frame.group,
             language=frame.language,
+            status="bot" if self.bot is not None and self.bot.takes(who.workspace) else "open",
         )
         try:
             self.store.create_conversation(conversation, self.store.connections_of(who.workspace, "customer", who.id))
@@ -183,4 +188,5 @@ def _summary(conversation: Conversation) -> dict:
         "channel": conversation.channel,
         "group": conversation.group,
         "priority": conversation.priority,
+        "suggestion": conversation.suggestion,
     }

@@ -9,7 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from .errors import Busy
 from .models import ConnectionRef, Conversation, Message, new_id, now_iso
-from .ports import Notifier, SeqConflict, Store
+from .ports import DuplicateMessage, Notifier, SeqConflict, Store
 
 MAX_SEQ_RETRIES = 30  # each lost race means another writer won: progress is guaranteed
 SYSTEM = {"role": "system", "id": "system", "name": "kefu"}
@@ -53,19 +53,28 @@ class Delivery:
     def post_system_message(self, conversation: Conversation, text: str) -> Message | None:
         """A message from kefu itself (someone joined, a transfer), stored and sequenced like any other;
         None when the conversation is closed."""
+        return self.post(conversation, SYSTEM, text, client_message_id=new_id("sys"), sender_key="system")
+
+    def post(self, conversation: Conversation, sender: dict, text: str, *, client_message_id: str,
+             sender_key: str, meta: dict | None = None) -> Message | None:
+        """Store a message from someone other than the caller's socket (kefu, the bot, an agent acting on
+        a suggestion) with the next seq, and fan it out to everyone. A repeat of the same clientMessageId
+        returns the message stored the first time; None when the conversation is closed."""
         for attempt in range(MAX_SEQ_RETRIES):
             fresh, connections = self.store.load_for_fanout(conversation.workspace, conversation.id)
             if fresh is None or fresh.status == "closed":
                 return None
-            message = Message(conversation.id, fresh.last_seq + 1, new_id("sys"), SYSTEM, text, now_iso())
+            message = Message(conversation.id, fresh.last_seq + 1, client_message_id, sender, text, now_iso(), meta)
             try:
-                self.store.append_message(fresh, message, "system")
+                self.store.append_message(fresh, message, sender_key)
             except SeqConflict:
                 backoff(attempt)
                 continue
+            except DuplicateMessage:
+                return self.store.find_message(conversation.workspace, conversation.id, sender_key, client_message_id)
             self.fan_out(fresh, connections, message.frame())
             return message
-        raise Busy("could not post the system message; the conversation is very busy")
+        raise Busy("could not post the message; the conversation is very busy")
 
 
 def backoff(attempt: int) -> None:

@@ -123,6 +123,39 @@ class HandoffFrame(_Frame):
     note: Annotated[str, StringConstraints(max_length=MAX_NOTE_CHARS)] = ""
 
 
+class RateFrame(_Frame):
+    """The customer's verdict on one of the bot's answers."""
+
+    action: Literal["rate"]
+    conversationId: Id
+    seq: int = Field(ge=1, le=10**12)
+    helpful: bool
+
+
+class SuggestionFrame(_Frame):
+    """The agent's one action on the answer the bot suggested: send it, send an edited version, or reject it.
+    saveAs keeps what was sent for next time: "improve" the suggested article (the customer's question
+    becomes one of its examples, an edit its answer) or make a "new" article of it."""
+
+    action: Literal["suggestion"]
+    conversationId: Id
+    suggestionId: Id
+    decision: Literal["send", "edit", "reject"]
+    text: Text | None = None
+    saveAs: Literal["improve", "new"] | None = None
+    clientMessageId: Id | None = None
+
+    @model_validator(mode="after")
+    def _coherent(self) -> SuggestionFrame:
+        if self.decision == "edit" and self.text is None:
+            raise ValueError("an edit needs the edited text")
+        if self.decision != "edit" and self.text is not None:
+            raise ValueError("text is only for an edit")
+        if self.decision == "reject" and self.saveAs is not None:
+            raise ValueError("a rejected suggestion cannot be saved")
+        return self
+
+
 FRAMES: dict[str, type[_Frame]] = {
     "message": MessageFrame,
     "typing": TypingFrame,
@@ -136,6 +169,8 @@ FRAMES: dict[str, type[_Frame]] = {
     "snapshot": SnapshotFrame,
     "assign": AssignFrame,
     "offline_form": OfflineFormFrame,
+    "rate": RateFrame,
+    "suggestion": SuggestionFrame,
 }
 
 

@@ -10,7 +10,8 @@ from typing import Literal
 
 Role = Literal["customer", "agent", "bot", "system"]
 AgentRole = Literal["agent", "supervisor", "admin"]
-Status = Literal["open", "queued", "assigned", "closed"]
+# bot: the bot answers (issue 4); open: waiting for routing; queued / assigned: with the humans
+Status = Literal["bot", "open", "queued", "assigned", "closed"]
 Presence = Literal["online", "away", "offline"]
 PRESENCES: tuple[str, ...] = ("online", "away", "offline")
 
@@ -78,6 +79,10 @@ class Conversation:
     closed_at: str | None = None
     close_reason: str | None = None
     routing: dict | None = None
+    # the bot's memory of the conversation (slots such as an order number) and the answer it
+    # proposed for an agent to review (bot.py)
+    bot: dict | None = None
+    suggestion: dict | None = None
 
     def is_participant(self, who: Principal) -> bool:
         if who.workspace != self.workspace:
@@ -98,9 +103,12 @@ class Message:
     sender: dict  # {"role", "id", "name"}
     text: str
     created_at: str
+    # what the bot adds to its messages: {"articleId", "confidence", "rateable"}; or to an agent's
+    # message sent from a suggestion: {"suggestion": {"articleId", "edited"}}
+    meta: dict | None = None
 
     def frame(self) -> dict:
-        return {
+        frame = {
             "type": "message",
             "conversationId": self.conversation_id,
             "seq": self.seq,
@@ -109,6 +117,9 @@ class Message:
             "text": self.text,
             "createdAt": self.created_at,
         }
+        if self.meta:
+            frame["meta"] = self.meta
+        return frame
 
     def public(self) -> dict:
         """The message as listed in sync and history."""

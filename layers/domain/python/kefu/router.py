@@ -59,7 +59,7 @@ class Router:
         return self.dispatch(conversation, reply=who.role == "customer")
 
     def conversation_opened(self, conversation: Conversation) -> None:
-        """A new conversation goes to a human at once while the workspace has no bot (issue 4 adds the bot)."""
+        """A new conversation the bot does not take goes to a human at once."""
         self.dispatch(conversation)
 
     def dispatch(self, conversation: Conversation, *, previous_agent_id: str | None = None, note: str = "",
@@ -85,10 +85,11 @@ class Router:
 
         agents = self.store.list_agents(ws)
         decision = routing.decide(agents, settings, need, exclude=previous_agent_id)
+        status_before = conversation.status
         chosen = self._assign_ranked(conversation, decision, previous_agent_id, note=note, transfer_by=transfer_by)
         if chosen is not None:
             return _routed(conversation, "assigned", routing.reason_for(decision, chosen)), False
-        if conversation.status != "open" and previous_agent_id is None:
+        if conversation.status != status_before and previous_agent_id is None:
             return _routed(conversation, conversation.status, "changed meanwhile"), False
 
         entry = QueueEntry(
@@ -569,6 +570,8 @@ class Router:
         }
         if note:
             assigned["note"] = note
+        if conversation.suggestion:  # the bot's proposed answer, for the agent to send, edit or reject
+            assigned["suggestion"] = conversation.suggestion
         self.delivery.deliver(agent_connections, assigned)
 
     def _left(self, conversation: Conversation, agent_id: str | None, reason: str) -> None:

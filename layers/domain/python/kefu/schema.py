@@ -175,6 +175,7 @@ class Function:
     reads_buckets: tuple[str, ...] = ()  # bucket ids it reads objects from
     writes_buckets: tuple[str, ...] = ()  # bucket ids it writes objects to (implies read)
     search: str | None = None  # OpenSearch access: "read" (search) or "write" (index documents too)
+    schedule: str | None = None  # an EventBridge schedule expression that invokes it ("rate(1 day)")
     memory_mb: int = 256
     timeout_s: int = 10
     extra_env: dict[str, str] = field(default_factory=dict)
@@ -205,13 +206,15 @@ FUNCTIONS: tuple[Function, ...] = (
     ),
     Function(
         "ws_message",
-        "Stores a message with the next sequence number and fans it out; the bot answers; typing indicators",
-        route_keys=("message", "typing"),
-        writes=ROUTING_TABLES,
-        reads=("Knowledge",),
+        "Stores a message with the next sequence number and fans it out; the bot answers, takes ratings and "
+        "agents' reviews of its suggestions; typing indicators",
+        route_keys=("message", "typing", "rate", "suggestion"),
+        writes=(*ROUTING_TABLES, "Knowledge"),  # Knowledge: rating counters and answers saved by agents
         reads_buckets=("Models",),
         search="read",
         manage_connections=True,
+        sends_to=("Timers",),  # the bot's handoffs route like any other conversation
+        memory_mb=1024,  # the answering model (numpy) answers in a few ms with the vCPU share this buys
     ),
     Function(
         "ws_sync",
@@ -225,6 +228,7 @@ FUNCTIONS: tuple[Function, ...] = (
         route_keys=("route", "cancel", "close", "offline_form"),
         writes=ROUTING_TABLES,
         manage_connections=True,
+        sends_to=("Timers",),  # routing schedules checks (a customer who left the queue)
     ),
     Function(
         "ws_handoff",
@@ -232,6 +236,7 @@ FUNCTIONS: tuple[Function, ...] = (
         route_keys=("handoff", "assign"),
         writes=ROUTING_TABLES,
         manage_connections=True,
+        sends_to=("Timers",),  # routing schedules checks (a customer who left the queue)
     ),
     Function(
         "ws_presence",
@@ -239,6 +244,7 @@ FUNCTIONS: tuple[Function, ...] = (
         route_keys=("presence", "snapshot"),
         writes=ROUTING_TABLES,
         manage_connections=True,
+        sends_to=("Timers",),  # routing schedules checks (a customer who left the queue)
     ),
     Function(
         "ws_default",
@@ -248,7 +254,7 @@ FUNCTIONS: tuple[Function, ...] = (
     Function(
         "api",
         "REST API for widgets, apps and integrators",
-        reads=("Conversations",),
+        reads=("Conversations", "Metrics"),  # Metrics: the bot's unanswered questions (kb maintenance)
         writes=("Directory", "Knowledge"),
         reads_buckets=("Models",),
         search="read",
@@ -276,10 +282,20 @@ FUNCTIONS: tuple[Function, ...] = (
         timeout_s=300,
     ),
     Function(
+        "kb_maintain",
+        "Daily: retires articles customers rate unhelpful, groups unanswered questions into candidate articles",
+        reads=("Metrics",),
+        writes=("Knowledge",),
+        schedule="rate(1 day)",
+        memory_mb=512,
+        timeout_s=300,
+    ),
+    Function(
         "timers",
         "Delayed checks: an agent offline after the grace period, a customer who left the queue, queue drains",
         writes=ROUTING_TABLES,
         manage_connections=True,
+        sends_to=("Timers",),  # a released conversation may schedule the next check
         consumes="Timers",
         timeout_s=60,
     ),
@@ -300,6 +316,8 @@ REST_PUBLIC_ROUTES: tuple[tuple[str, str], ...] = (
     ("PUT", "/workspaces/{workspace}/agents/{agent_id}"),
     ("GET", "/workspaces/{workspace}/routing"),
     ("PUT", "/workspaces/{workspace}/routing"),
+    ("GET", "/workspaces/{workspace}/bot"),
+    ("PUT", "/workspaces/{workspace}/bot"),
     # the knowledge base (agents read and ask, supervisors write)
     ("GET", "/workspaces/{workspace}/kb/articles"),
     ("GET", "/workspaces/{workspace}/kb/articles/{article_id}"),
@@ -308,6 +326,8 @@ REST_PUBLIC_ROUTES: tuple[tuple[str, str], ...] = (
     ("POST", "/workspaces/{workspace}/kb/import"),
     ("POST", "/workspaces/{workspace}/kb/ask"),
     ("GET", "/workspaces/{workspace}/kb/model"),
+    ("POST", "/workspaces/{workspace}/kb/maintain"),
+    ("GET", "/workspaces/{workspace}/kb/maintenance"),
 )
 REST_STAGE = "v1"
 WS_STAGE = "prod"

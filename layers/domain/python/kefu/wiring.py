@@ -72,7 +72,15 @@ def router():
 def conversation_service():
     from .conversations import ConversationService
 
-    return ConversationService(store(), delivery(), router())
+    # the bot (and numpy with it) loads on the first message of a conversation, not in $connect or sync
+    return ConversationService(store(), delivery(), router(), _OnFirstUse(bot))
+
+
+@lru_cache(maxsize=1)
+def bot():
+    from .bot import Bot
+
+    return Bot(store(), delivery(), router(), answerer(), knowledge_store())
 
 
 def signing_key() -> str:
@@ -114,3 +122,10 @@ def trainer():
     from .answering.answerer import Trainer
 
     return Trainer(knowledge_store(), model_blobs())
+
+
+@lru_cache(maxsize=1)
+def maintainer():
+    from .answering.maintenance import Maintainer
+
+    return Maintainer(knowledge_store(), store())

@@ -14,6 +14,7 @@ import os
 import time
 
 from pynamodb.attributes import (
+    BooleanAttribute,
     DiscriminatorAttribute,
     JSONAttribute,
     ListAttribute,
@@ -22,14 +23,14 @@ from pynamodb.attributes import (
     UnicodeSetAttribute,
 )
 from pynamodb.connection import Connection
-from pynamodb.exceptions import TransactWriteError, UpdateError
+from pynamodb.exceptions import PutError, TransactWriteError, UpdateError
 from pynamodb.expressions.condition import Condition
 from pynamodb.indexes import AllProjection, GlobalSecondaryIndex
 from pynamodb.models import Model
 from pynamodb.transactions import TransactWrite
 
 from .. import schema
-from ..models import Agent, ConnectionRef, Conversation, Message, Principal, now_iso
+from ..models import Agent, ConnectionRef, Conversation, Message, Principal, new_id, now_iso
 from ..ports import AssignConflict, ConversationAlreadyOpen, DuplicateMessage, SeqConflict, StateConflict
 from ..routing import QueueEntry
 
@@ -114,6 +115,9 @@ class MetaItem(ConversationItem, discriminator="meta"):
     closedAt = UnicodeAttribute(null=True)
     closeReason = UnicodeAttribute(null=True)
     routing = JSONAttribute(null=True)
+    bot = JSONAttribute(null=True)
+    suggestion = JSONAttribute(null=True)
+    suggestionId = UnicodeAttribute(null=True)  # the suggestion's id, where a condition can see it
 
     def domain(self) -> Conversation:
         return Conversation(
@@ -137,6 +141,8 @@ class MetaItem(ConversationItem, discriminator="meta"):
             closed_at=self.closedAt,
             close_reason=self.closeReason,
             routing=self.routing,
+            bot=self.bot,
+            suggestion=self.suggestion,
         )
 
 
@@ -156,6 +162,7 @@ class MessageItem(ConversationItem, discriminator="msg"):
     senderName = UnicodeAttribute(default="")
     text = UnicodeAttribute()
     createdAt = UnicodeAttribute()
+    meta = JSONAttribute(null=True)
 
     def domain(self, conversation_id: str) -> Message:
         return Message(
@@ -165,7 +172,16 @@ class MessageItem(ConversationItem, discriminator="msg"):
             sender={"role": self.senderRole, "id": self.senderId, "name": self.senderName},
             text=self.text,
             created_at=self.createdAt,
+            meta=self.meta,
         )
+
+
+class RatingItem(ConversationItem, discriminator="rating"):
+    """sk "RATE#{seq}": the customer's one vote on a bot answer."""
+
+    helpful = BooleanAttribute()
+    articleId = UnicodeAttribute()
+    ratedAt = UnicodeAttribute()
 
 
 class DedupItem(ConversationItem, discriminator="dedup"):
@@ -202,7 +218,8 @@ class DirectoryItem(Model):
 
 class WorkspaceItem(DirectoryItem, discriminator="workspace"):
     name = UnicodeAttribute(default="")
-    settings = JSONAttribute(null=True)
+    settings = JSONAttribute(null=True)  # routing
+    bot = JSONAttribute(null=True)  # the bot's settings (bot.BotSettings)
 
 
 class QueueItem(DirectoryItem, discriminator="queued"):
@@ -274,6 +291,11 @@ def _get(model: type[Model], hash_key: str, range_key: str):
         return model.get(hash_key, range_key)
     except model.DoesNotExist:
         return None
+
+
+def _condition_failed(error: Exception) -> bool:
+    cause = getattr(error, "cause_response_code", None)
+    return cause == "ConditionalCheckFailedException"
 
 
 def _cancelled(error: TransactWriteError) -> list[str]:
@@ -374,6 +396,14 @@ class DynamoStore:
 
     def put_settings(self, workspace: str, settings: dict) -> None:
         WorkspaceItem(workspace, "WORKSPACE").update(actions=[WorkspaceItem.settings.set(settings)],
+                                                     condition=WorkspaceItem.pk.exists())
+
+    def bot_settings(self, workspace: str) -> dict:
+        item = _get(WorkspaceItem, workspace, "WORKSPACE")
+        return dict(item.bot or {}) if isinstance(item, WorkspaceItem) else {}
+
+    def put_bot_settings(self, workspace: str, settings: dict) -> None:
+        WorkspaceItem(workspace, "WORKSPACE").update(actions=[WorkspaceItem.bot.set(settings)],
                                                      condition=WorkspaceItem.pk.exists())
 
     # connections ------------------------------------------------------
@@ -500,6 +530,7 @@ class DynamoStore:
                         senderName=message.sender.get("name") or "",
                         text=message.text,
                         createdAt=message.created_at,
+                        meta=message.meta,
                     ),
                     condition=MessageItem.pk.does_not_exist(),
                 )
@@ -518,6 +549,71 @@ class DynamoStore:
             return None
         item = _get(MessageItem, pk, msg_sk(int(dedup.seq)))
         return item.domain(conversation_id) if isinstance(item, MessageItem) else None
+
+    def get_message(self, workspace: str, conversation_id: str, seq: int) -> Message | None:
+        item = _get(MessageItem, conv_pk(workspace, conversation_id), msg_sk(seq))
+        return item.domain(conversation_id) if isinstance(item, MessageItem) else None
+
+    # the bot ------------------------------------------------------------
+
+    def remember(self, conversation: Conversation, bot: dict) -> None:
+        """Keep the bot's memory (slots, turns) while the bot still has the conversation."""
+        try:
+            MetaItem(conv_pk(conversation.workspace, conversation.id), "META").update(
+                actions=[MetaItem.bot.set(bot)], condition=MetaItem.status == "bot")
+        except UpdateError as error:
+            if _condition_failed(error):
+                raise StateConflict() from None
+            raise
+
+    def leave_bot(self, conversation: Conversation, suggestion: dict | None) -> None:
+        """The bot lets go: the conversation is open for routing, with the answer it suggests (if any)."""
+        actions = [MetaItem.status.set("open"), MetaItem.updatedAt.set(now_iso())]
+        if suggestion is not None:
+            actions += [MetaItem.suggestion.set(suggestion), MetaItem.suggestionId.set(suggestion["id"])]
+        try:
+            MetaItem(conv_pk(conversation.workspace, conversation.id), "META").update(
+                actions=actions, condition=MetaItem.status == "bot")
+        except UpdateError as error:
+            if _condition_failed(error):
+                raise StateConflict() from None
+            raise
+
+    def clear_suggestion(self, conversation: Conversation, suggestion_id: str) -> None:
+        """Raises StateConflict unless this suggestion was still waiting for the agent."""
+        try:
+            MetaItem(conv_pk(conversation.workspace, conversation.id), "META").update(
+                actions=[MetaItem.suggestion.remove(), MetaItem.suggestionId.remove()],
+                condition=MetaItem.suggestionId == suggestion_id)
+        except UpdateError as error:
+            if _condition_failed(error):
+                raise StateConflict() from None
+            raise
+
+    def record_rating(self, conversation: Conversation, seq: int, article_id: str, helpful: bool) -> bool:
+        """The customer's vote on one bot answer; False when that answer was already rated."""
+        item = RatingItem(conv_pk(conversation.workspace, conversation.id), f"RATE#{seq:012d}", helpful=helpful,
+                          articleId=article_id, ratedAt=now_iso())
+        try:
+            item.save(condition=RatingItem.pk.does_not_exist())
+        except PutError as error:
+            if _condition_failed(error):
+                return False
+            raise
+        return True
+
+    def rating(self, conversation: Conversation, seq: int) -> bool | None:
+        item = _get(RatingItem, conv_pk(conversation.workspace, conversation.id), f"RATE#{seq:012d}")
+        return bool(item.helpful) if isinstance(item, RatingItem) else None
+
+    def record_miss(self, workspace: str, miss: dict) -> None:
+        """A question the bot could not answer (maintenance groups them into candidate articles)."""
+        day = now_iso()[:10]
+        MissItem(f"{workspace}#MISS", f"{day}#{new_id('q')}", miss=miss,
+                 expiresAt=int(time.time()) + MISS_RETENTION_S).save()
+
+    def misses(self, workspace: str, since_day: str) -> list[dict]:
+        return [i.miss for i in MissItem.query(f"{workspace}#MISS", MissItem.sk >= since_day)]
 
     def messages_after(self, workspace: str, conversation_id: str, after_seq: int, limit: int) -> list[Message]:
         items = ConversationItem.query(
@@ -717,6 +813,19 @@ class MetricItem(Model):
     pk = UnicodeAttribute(hash_key=True)
     sk = UnicodeAttribute(range_key=True)
     value = NumberAttribute(default=0)
+    expiresAt = NumberAttribute(null=True)
+
+
+MISS_RETENTION_S = 90 * 24 * 3600
+
+
+class MissItem(Model):
+    """pk "{ws}#MISS", sk "{day}#{id}": one question the bot handed over without a confident answer."""
+
+    Meta = _meta(schema.METRICS)
+    pk = UnicodeAttribute(hash_key=True)
+    sk = UnicodeAttribute(range_key=True)
+    miss = JSONAttribute()
     expiresAt = NumberAttribute(null=True)
 
 

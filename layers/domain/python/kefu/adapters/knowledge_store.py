@@ -2,7 +2,7 @@
 
 pk "{ws}", sk "A#{articleId}": one item per article, the source of truth the search index and
 the answering model are built from (kb_indexer, from the table's stream). sk "MODEL": which
-trained model answers for the workspace. Rating counters are atomic ADDs, so a vote never
+trained model answers for the workspace; sk "MAINTENANCE": the last maintenance report. Rating counters are atomic ADDs, so a vote never
 rewrites an article (and never retrains the model: kb_indexer ignores counter-only changes).
 """
 
@@ -21,6 +21,7 @@ from .dynamodb import _meta
 
 ARTICLE = "A#"
 MODEL = "MODEL"
+MAINTENANCE = "MAINTENANCE"
 
 
 class KnowledgeItem(Model):
@@ -38,6 +39,7 @@ class KnowledgeItem(Model):
     notHelpful = NumberAttribute(null=True)
     updatedAt = UnicodeAttribute(null=True)
     model = JSONAttribute(null=True)  # the MODEL item: {version, key, trainedAt, info}
+    report = JSONAttribute(null=True)  # the MAINTENANCE item: the last maintenance run's report
 
 
 def article_from_image(workspace: str, image: dict) -> Article:
@@ -131,3 +133,18 @@ class KnowledgeStore:
 
     def set_model_pointer(self, workspace: str, pointer: dict) -> None:
         KnowledgeItem(workspace, MODEL, model=pointer).save()
+
+    def save_report(self, workspace: str, report: dict) -> None:
+        KnowledgeItem(workspace, MAINTENANCE, report=report).save()
+
+    def last_report(self, workspace: str) -> dict | None:
+        try:
+            return KnowledgeItem.get(workspace, MAINTENANCE).report
+        except DoesNotExist:
+            return None
+
+    def workspaces(self) -> list[str]:
+        """Workspaces with a knowledge base (a model pointer): what the scheduled maintenance visits.
+        A scan, once a day, reading keys only."""
+        found = KnowledgeItem.scan(KnowledgeItem.sk == MODEL, attributes_to_get=["pk", "sk"])
+        return sorted({item.pk for item in found})
