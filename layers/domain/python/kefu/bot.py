@@ -173,8 +173,7 @@ class Bot:
                                client_message_id=f"bot-{message.seq}", sender_key=BOT_KEY,
                                meta={**meta, "articleId": decision.article_id, "title": decision.title,
                                      "rateable": True})
-            self.store.add_counter(ws, "bot.answered")
-            return decision
+            return decision  # counted from the stream (metrics.counters_for), like every decision
 
         if decision.article_id is not None or decision.reason.startswith("no "):
             self._miss(ws, message.text, decision)
@@ -189,7 +188,6 @@ class Bot:
         self.delivery.post(conversation, settings.sender(), _join(greeting, note),
                            client_message_id=f"bot-{message.seq}", sender_key=BOT_KEY, meta=meta)
         self._hand_over(conversation, suggestion, decision.reason)
-        self.store.add_counter(ws, f"bot.{decision.decision}")
         return decision
 
     def _hand_over(self, conversation: Conversation, suggestion: dict | None, reason: str) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Iterator
 
 METRIC_RETENTION_S = 400 * 24 * 3600
@@ -15,7 +16,23 @@ def counters_for(image: dict) -> Iterator[tuple[str, str]]:
         return
     if kind == "msg":
         hour = str(image.get("createdAt", ""))[:13]  # 2026-11-21T15
-        yield workspace, f"{hour}#messages.{image.get('senderRole', 'unknown')}"
+        role = image.get("senderRole", "unknown")
+        yield workspace, f"{hour}#messages.{role}"
+        if role == "bot":  # the bot's decisions: answered, sent for review, handed over
+            decision = _meta(image).get("decision")
+            if decision in ("answer", "review", "handoff"):
+                yield workspace, f"{hour}#bot.{decision}"
     elif kind == "meta":
         hour = str(image.get("openedAt", ""))[:13]
         yield workspace, f"{hour}#conversations.opened"
+
+
+def _meta(image: dict) -> dict:
+    """A message's meta: a JSON string in the stream image (PynamoDB's JSONAttribute)."""
+    meta = image.get("meta")
+    if isinstance(meta, str):
+        try:
+            meta = json.loads(meta)
+        except ValueError:
+            return {}
+    return meta if isinstance(meta, dict) else {}
