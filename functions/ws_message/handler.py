@@ -15,7 +15,7 @@ def _route(who, connection_id, body, route_key):
         return wiring.bot().rate(who, frames.parse(body, frames.RateFrame))
     if route_key == "suggestion":
         return wiring.bot().act_on_suggestion(who, frames.parse(body, frames.SuggestionFrame))
-    return service.send_message(who, connection_id, frames.parse(body, frames.MessageFrame))
+    return service.accept_message(who, connection_id, frames.parse(body, frames.MessageFrame))
 
 
 handler = route_handler(_route)

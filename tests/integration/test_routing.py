@@ -210,7 +210,9 @@ def test_supervisor_sees_the_queue_and_assigns_by_hand(world, store):
     boss, agent = world.agent_socket("boss"), world.agent_socket("agent-1")
     boss.request({"action": "presence", "status": "away"}, type="presence")
     open_conversation(world, world.customer("c0"), agent)
-    waiting = first_message(world.customer("c1"))
+    c1 = world.customer("c1")
+    waiting = first_message(c1)
+    c1.expect(type="queue", conversationId=waiting)  # routing follows the ack
     snapshot = boss.request({"action": "snapshot"}, type="snapshot")
     assert [q["conversationId"] for q in snapshot["queue"]] == [waiting]
     states = {a["agentId"]: (a["presence"], a["load"], a["maxConcurrent"]) for a in snapshot["agents"]}
@@ -242,6 +244,7 @@ def test_agents_get_clear_errors(world, store):
     one, two = world.agent_socket("agent-1"), world.agent_socket("agent-2")
     customer = world.customer("c1")
     conversation = first_message(customer)
+    customer.expect(type="routed", conversationId=conversation, status="assigned")  # routing follows the ack
     owner, other = (one, two) if store.get_conversation(world.workspace, conversation).agent_id == "agent-1" else (two, one)
     assert other.request({"action": "snapshot"}, type="error")["code"] == "forbidden"
     assert other.request({"action": "assign", "conversationId": conversation, "agentId": "agent-1"},

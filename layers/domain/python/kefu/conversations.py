@@ -9,7 +9,7 @@ and when is the Router's business (router.py).
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Callable
 
 from .delivery import MAX_SEQ_RETRIES, Delivery, backoff
 from .errors import Busy, ConversationClosed, InvalidFrame, NotFound
@@ -53,10 +53,20 @@ class ConversationService:
     # ------------------------------------------------------------ messages
 
     def send_message(self, who: Principal, connection_id: str, frame: frames.MessageFrame) -> dict:
-        """Store the message durably, then fan it out; returns the ack for the sender.
+        """Store the message durably, fan it out, and do what it sets in motion (routing a new
+        conversation, the bot's turn); returns the ack for the sender.
 
         A resend with the same clientMessageId returns the original ack and stores nothing.
         """
+        ack, then = self.accept_message(who, connection_id, frame)
+        if then is not None:
+            then()
+        return ack
+
+    def accept_message(self, who: Principal, connection_id: str,
+                       frame: frames.MessageFrame) -> tuple[dict, Callable[[], None] | None]:
+        """Store the message durably and fan it out; returns the ack and what remains to do (route the new
+        conversation, or the bot's turn), so the WebSocket handler can ack before doing it."""
         conversation_id, opened = frame.conversationId, None
         if conversation_id is None:
             if who.role != "customer":
@@ -79,7 +89,7 @@ class ConversationService:
                 break
             except DuplicateMessage:
                 original = self.store.find_message(who.workspace, conversation.id, who.key, frame.clientMessageId)
-                return _ack(original or message)
+                return _ack(original or message), None
             except SeqConflict:
                 backoff(attempt)
         else:
@@ -88,10 +98,11 @@ class ConversationService:
 
         self.delivery.fan_out(conversation, connections, message.frame(), exclude=connection_id)
         if conversation.status == "bot" and who.role == "customer" and self.bot is not None:
-            self.bot.on_customer_message(conversation, message)
-        elif opened is not None:
-            self.router.conversation_opened(opened)
-        return _ack(message)
+            bot = self.bot
+            return _ack(message), lambda: bot.on_customer_message(conversation, message)
+        if opened is not None:
+            return _ack(message), lambda: self.router.conversation_opened(opened)
+        return _ack(message), None
 
     def typing(self, who: Principal, connection_id: str, frame: frames.TypingFrame) -> dict:
         conversation, connections = self.store.load_for_fanout(who.workspace, frame.conversationId)
