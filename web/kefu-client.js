@@ -33,9 +33,19 @@
  *    loaded, and loadEarlier(id) fetches the 200 before it.
  *
  * Actions besides send/sync/inbox: route(id, {group, language}), cancel(id), closeConversation(id, resolved),
- * offlineForm({conversationId, name, contact, question}) for customers; handoff(id, to, note),
- * presence(status), snapshot(), assign(id, agentId) for agents (snapshot and assign: supervisors).
+ * offlineForm({conversationId, name, contact, question}), rate(id, seq, helpful) for customers;
+ * handoff(id, to, note), presence(status), snapshot(), assign(id, agentId),
+ * actOnSuggestion(id, suggestionId, decision, {text, saveAs}) for agents (snapshot and assign: supervisors).
  * Each returns the requestId, or false when the socket is not open.
+ *
+ * The bot: in a workspace with a knowledge base a new conversation starts with status "bot". Its messages
+ * are ordinary messages with sender.role "bot" and message.meta {decision: "answer" | "review" | "handoff",
+ * confidence, questionSeq, articleId?, title?, rateable?}; an agent's message sent from a suggestion has
+ * meta {suggestion: {articleId, edited}}. message.meta is null when the message has none. A conversation
+ * the bot handed to a human for review carries the suggested answer: c.suggestion
+ * ({id, articleId, title, answer, confidence, question, questionSeq, lang, createdAt}, or null), set from
+ * `assigned` and the inbox, cleared by the suggestion reply (and by a not_found / conflict refusal: it was
+ * handled already); c.note is the note of the last `assigned` ("bot: <reason>" when the bot handed over).
  *
  * Events are plain callback properties: onStatus, onMessage(message, conversation, {origin, own}),
  * onOutbox(item), onAck(frame, item, request), onError(frame, item, request), onAssigned(frame, c),
@@ -43,9 +53,13 @@
  * onQueue(frame, request), onOffline(frame, request), onClosed(frame, c, request),
  * onCancelled(frame, c, request), onHandoff(frame, request), onPresence(frame, request),
  * onSnapshot(frame, request), onAssign(frame, request), onOfflineForm(frame, request),
- * onTyping(frame), onSync(frame, c, request), onFrame(frame).
+ * onRated(frame, request) (the reply to rate: {conversationId, seq, helpful, handoff}; with handoff true the
+ * bot said sorry and the usual routed / queue / offline frames follow or came just before),
+ * onSuggestion(frame, c, request) (the reply to actOnSuggestion: {conversationId, suggestionId, decision,
+ * seq (the message sent, null for reject), savedArticleId (null unless saved)}; the sent message itself
+ * arrives as onMessage), onTyping(frame), onSync(frame, c, request), onFrame(frame).
  * onError also reports requests that got no reply: code "no_reply" (every action a person starts:
- * route, cancel, close, offline_form, handoff, presence, assign, and loadEarlier).
+ * route, cancel, close, offline_form, handoff, presence, assign, rate, suggestion, and loadEarlier).
  */
 (function (root) {
   "use strict";
@@ -57,7 +71,8 @@
   const GROUP_RE = /^[\p{Alphabetic}\p{M}\p{Nd}\p{Pc}\p{Join_Control}.:\-]{1,64}$/u;
   const PAGE = 200; // the server's largest sync page
   // actions a person starts: a lost reply is reported to the page (onError, code "no_reply")
-  const PERSON_ACTIONS = new Set(["route", "cancel", "close", "offline_form", "handoff", "presence", "assign"]);
+  const PERSON_ACTIONS = new Set(["route", "cancel", "close", "offline_form", "handoff", "presence", "assign",
+                                  "rate", "suggestion"]);
 
   function uuid() {
     const c = root.crypto;
@@ -313,7 +328,8 @@
       if (!c) {
         c = { id, messages: new Map(), contiguous: 0, maxSeq: 0, tracked: false, status: null,
               syncing: false, syncAgain: false, syncTimer: null, syncRequestId: null, gapTimer: null, customer: null,
-              floor: 0, loadingEarlier: false }; // floor: messages 1..floor are not loaded (see loadEarlier)
+              floor: 0, loadingEarlier: false, // floor: messages 1..floor are not loaded (see loadEarlier)
+              suggestion: null, note: "" }; // the bot's suggested answer waiting for this agent; the assignment's note
         this.conversations.set(id, c);
       }
       return c;
@@ -396,6 +412,7 @@
         conversationId: m.conversationId, seq: m.seq, clientMessageId: m.clientMessageId,
         sender: m.sender || { role: this.role, id: this.userId, name: "" },
         text: m.text, createdAt: m.createdAt, state: "sent",
+        meta: m.meta && typeof m.meta === "object" ? m.meta : null, // the bot's decision, or the suggestion sent
       };
       c.messages.set(m.seq, message);
       if (m.seq > c.maxSeq) c.maxSeq = m.seq;
@@ -589,6 +606,36 @@
       return this._request({ action: "handoff", conversationId, to, note: note || "" });
     }
 
+    /**
+     * A customer's verdict on one of the bot's answers (a message whose meta.rateable is true). Returns the
+     * requestId, or false. The reply comes as onRated ({seq, helpful, handoff}); rating the same answer the
+     * same way again is harmless, the other way is refused (onError, code "conflict").
+     */
+    rate(conversationId, seq, helpful) {
+      return this._request({ action: "rate", conversationId, seq, helpful: !!helpful },
+                           { seq, helpful: !!helpful });
+    }
+
+    /**
+     * An agent's one action on the bot's suggested answer (c.suggestion): decision "send" (as suggested),
+     * "edit" (options.text: the edited answer) or "reject" (nothing is sent). options.saveAs "improve" (the
+     * suggested article learns the question, and an edit becomes its answer) or "new" (a new article) keeps
+     * the answer for next time; not with reject. Returns the requestId, or false. The reply comes as
+     * onSuggestion; refusals as onError: not_found (already handled, or not yours), conflict, invalid_frame.
+     */
+    actOnSuggestion(conversationId, suggestionId, decision, options) {
+      const o = options || {};
+      const frame = { action: "suggestion", conversationId, suggestionId, decision };
+      if (decision === "edit") {
+        const checked = checkText(o.text);
+        if (!checked.ok) throw new RangeError(`text must be 1-${MAX_TEXT_CHARS} characters`);
+        frame.text = checked.text;
+      }
+      if (o.saveAs && decision !== "reject") frame.saveAs = o.saveAs;
+      if (o.clientMessageId) frame.clientMessageId = o.clientMessageId;
+      return this._request(frame, { suggestionId, decision, saveAs: frame.saveAs || null });
+    }
+
     // ---------------------------------------------------------------- incoming
 
     _onRaw(data) {
@@ -658,6 +705,8 @@
           c.status = "assigned";
           c.group = frame.group || null;
           c.priority = frame.priority || 0;
+          c.note = frame.note || "";
+          c.suggestion = frame.suggestion || null; // the bot's answer for this agent to send, edit or reject
           const history = frame.history || [];
           const first = history.length && typeof history[0].seq === "number" ? history[0].seq : 1;
           if (frame.historyComplete === false && c.contiguous < first - 1) {
@@ -681,6 +730,7 @@
             c.status = summary.status || c.status;
             if ("group" in summary) c.group = summary.group;
             if ("priority" in summary) c.priority = summary.priority;
+            if ("suggestion" in summary) c.suggestion = summary.suggestion || null;
             if (summary.lastSeq > c.contiguous || c.contiguous === 0) this._sync(c, false);
           }
           // no longer ours (transferred or closed while we were away): stop following; an "assigned"
@@ -743,6 +793,17 @@
         case "offline_form":
           this._emit("onOfflineForm", frame, request);
           break;
+        case "rated":
+          // the reply to rate; with handoff true the bot handed the conversation to a human
+          this._emit("onRated", frame, request);
+          break;
+        case "suggestion": {
+          // the reply to actOnSuggestion: the suggestion is used up (the sent message comes as a message frame)
+          const c = this.conversation(frame.conversationId);
+          if (c.suggestion && c.suggestion.id === frame.suggestionId) c.suggestion = null;
+          this._emit("onSuggestion", frame, c, request);
+          break;
+        }
         case "typing":
           this._emit("onTyping", frame);
           break;
@@ -779,6 +840,10 @@
           clearTimeout(c.syncTimer); // answered: the next sync need not wait for the timeout
           c.syncing = false;
         }
+      } else if (request && request.action === "suggestion" && (frame.code === "not_found" || frame.code === "conflict")) {
+        // handled already (another tab, a lost reply) or no longer ours: it waits no more
+        const c = this.conversations.get(request.conversationId);
+        if (c && c.suggestion && c.suggestion.id === request.suggestionId) c.suggestion = null;
       } else if (!request && frame.code === "internal_error") {
         this._retryInflight(); // an error we cannot match (an older server): a resend is harmless
       }
@@ -823,14 +888,18 @@
 
   /**
    * Optional DOM helper: renders one conversation into a list element (an <ol role="log">).
-   * All user text goes in with textContent, never as HTML.
+   * All user text goes in with textContent, never as HTML. The bot's messages get the classes
+   * "msg theirs bot" and a "🤖 <name> · <labels.bot>" sender label. decorate(li, message), when set, is
+   * called after a message (not a pending outbox item) is rendered, to add to it (rating buttons, notes);
+   * refresh(seq) renders one message again (and so decorates it again).
    */
   class MessageList {
     constructor(list, client, labels) {
       this.list = list;
       this.client = client;
       this.labels = Object.assign({ me: "Me", sending: "Sending…", sent: "Sent", failed: "Not sent",
-                                    retry: "Retry", discard: "Discard" }, labels || {});
+                                    retry: "Retry", discard: "Discard", bot: "Automated" }, labels || {});
+      this.decorate = null;
       this.conversationId = null;
       this.bySeq = new Map();
       this.byCmid = new Map(); // own messages not yet placed by seq
@@ -862,13 +931,24 @@
       let li = this.byCmid.get(m.clientMessageId);
       if (li && this.client.isMine(m)) this.byCmid.delete(m.clientMessageId);
       else li = this._item(m.sender, m.clientMessageId);
-      this._fill(li, m.sender, m.text, m.createdAt, this.client.isMine(m) ? "sent" : null, m.seq);
+      this._fill(li, m.sender, m.text, m.createdAt, this.client.isMine(m) ? "sent" : null, m.seq, null, m);
       this.bySeq.set(m.seq, li);
       // place by seq; unsequenced (pending) items stay at the end
       let next = null;
       for (const [seq, other] of this.bySeq) if (seq > m.seq && (!next || seq < next.seq)) next = { seq, el: other };
       const firstPending = Array.from(this.list.children).find((el) => !el.dataset.seq && el !== li);
       this.list.insertBefore(li, next ? next.el : firstPending || null);
+      this._scroll(stick);
+    }
+
+    /** Render one shown message again (e.g. after its rating changed). */
+    refresh(seq) {
+      const li = this.bySeq.get(seq);
+      const c = this.conversationId && this.client.conversations.get(this.conversationId);
+      const m = c && c.messages.get(seq);
+      if (!li || !m) return;
+      const stick = this._nearBottom();
+      this._fill(li, m.sender, m.text, m.createdAt, this.client.isMine(m) ? "sent" : null, m.seq, null, m);
       this._scroll(stick);
     }
 
@@ -897,16 +977,18 @@
       return li;
     }
 
-    _fill(li, sender, text, createdAt, state, seq, item) {
+    _fill(li, sender, text, createdAt, state, seq, item, message) {
       const mine = sender && sender.role === this.client.role && sender.id === this.client.userId;
-      const kind = sender && sender.role === "system" ? "system" : mine ? "mine" : "theirs";
+      const bot = !!sender && sender.role === "bot";
+      const kind = sender && sender.role === "system" ? "system" : mine ? "mine" : bot ? "theirs bot" : "theirs";
       li.className = `msg ${kind}${state ? " " + state : ""}`;
       if (seq) li.dataset.seq = String(seq);
       const meta = document.createElement("div");
       meta.className = "meta";
       const who = document.createElement("span");
       who.className = "who";
-      who.textContent = mine ? this.labels.me : (sender && (sender.name || sender.id)) || "";
+      who.textContent = mine ? this.labels.me
+        : bot ? `🤖 ${sender.name || sender.id} · ${this.labels.bot}` : (sender && (sender.name || sender.id)) || "";
       const time = document.createElement("time");
       if (createdAt) {
         time.dateTime = createdAt;
@@ -940,6 +1022,13 @@
         discard.onclick = () => this.client.discard(item.clientMessageId);
         actions.append(retry, discard);
         li.append(why, actions);
+      }
+      if (message && typeof this.decorate === "function") {
+        try {
+          this.decorate(li, message);
+        } catch (e) {
+          if (root.console) root.console.error("kefu: decorate failed", e);
+        }
       }
     }
 
