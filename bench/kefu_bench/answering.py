@@ -3,6 +3,8 @@
 Imports the KB through the REST API of a local stack (its own unless --url), waits for the
 indexer to train the workspace's model, then asks every query through the answering use case
 and, interleaved, sends the same OpenSearch query raw: the latency ratio is measured in one run.
+With its own stack it then plays `conversations` customers over WebSocket, each opening a
+conversation with one query: how long until the ack, and until the bot's reply.
 """
 
 from __future__ import annotations
@@ -61,7 +63,8 @@ def score(queries: list[dict], decisions: list[dict]) -> dict:
     return report
 
 
-def run(kb: str, queries_path: str, workspace: str = "bench", url: str | None = None, limit: int | None = None) -> dict:
+def run(kb: str, queries_path: str, workspace: str = "bench", url: str | None = None, limit: int | None = None,
+        conversations: int = 50) -> dict:
     from kefu import tokens, wiring
     from kefu.models import Agent
 
@@ -111,6 +114,9 @@ def run(kb: str, queries_path: str, workspace: str = "bench", url: str | None = 
         report["search_ms"] = {"p50": round(_percentile(search_ms, 0.5), 3), "p99": round(_percentile(search_ms, 0.99), 3),
                                "mean": round(statistics.fmean(search_ms), 3)}
         report["latency_ratio_p99"] = round(report["latency_ms"]["p99"] / report["search_ms"]["p99"], 2)
+        if stack is not None and conversations:
+            report["conversations"] = _conversations(stack, workspace, queries, conversations,
+                                                     search_p50=report["search_ms"]["p50"])
         report["kb"] = {"imported": imported.get("imported"), "refused": imported.get("refused"),
                         "ready_s": round(ready_s, 1), "model": (model or {}).get("info"),
                         "train_s": (model or {}).get("trainSeconds")}
@@ -118,3 +124,42 @@ def run(kb: str, queries_path: str, workspace: str = "bench", url: str | None = 
     finally:
         if stack is not None:
             stack.stop()
+
+
+def _conversations(stack, workspace: str, queries: list[dict], count: int, *, search_p50: float) -> dict:
+    """Customers over real WebSockets: each sends one query as the first message of a conversation."""
+    import secrets
+
+    from kefu import tokens
+    from websockets.sync.client import connect
+
+    from kefu_local import config
+
+    step = max(1, len(queries) // count)
+    picked = queries[::step][:count]
+    ack_ms, reply_ms, decisions = [], [], {}
+    for query in picked:
+        token = tokens.issue(config.signing_key(), kind="visitor", workspace=workspace,
+                             subject="bench-" + secrets.token_hex(4), name="Bench")
+        with connect(f"{stack.ws_url}?token={token}", open_timeout=10) as ws:
+            t0 = time.perf_counter()
+            ws.send(json.dumps({"action": "message", "clientMessageId": "q1", "text": query["text"][:4000]}))
+            acked = replied = None
+            while acked is None or replied is None:
+                frame = json.loads(ws.recv(timeout=30))
+                now = (time.perf_counter() - t0) * 1000
+                if frame.get("type") == "ack":
+                    acked = now
+                elif frame.get("type") == "message" and frame["sender"]["role"] == "bot":
+                    replied = now
+                    decision = frame.get("meta", {}).get("decision", "?")
+                    decisions[decision] = decisions.get(decision, 0) + 1
+            ack_ms.append(acked)
+            reply_ms.append(replied)
+    return {
+        "count": len(picked),
+        "decisions": decisions,
+        "ack_ms": {"p50": round(_percentile(ack_ms, 0.5), 2), "p99": round(_percentile(ack_ms, 0.99), 2)},
+        "bot_reply_ms": {"p50": round(_percentile(reply_ms, 0.5), 2), "p99": round(_percentile(reply_ms, 0.99), 2)},
+        "bot_reply_vs_search_p50": round(_percentile(reply_ms, 0.5) / search_p50, 1) if search_p50 else None,
+    }

@@ -65,6 +65,9 @@ def main(argv: list[str] | None = None) -> int:
     answering.add_argument("--workspace", default="bench")
     answering.add_argument("--limit", type=int, default=None, help="only the first N queries")
     answering.add_argument("--url", default=None, help="a running local stack instead of starting one")
+    answering.add_argument("--conversations", type=int, default=50,
+                           help="customers who each open a conversation with one query over WebSocket (own stack "
+                                "only; 0 to skip): ack and bot reply latency")
 
     args = parser.parse_args(argv)
     if args.command == "dev":
@@ -88,7 +91,7 @@ def main(argv: list[str] | None = None) -> int:
 
         with _stdout_to_stderr():
             report = bench_answering.run(args.kb, args.queries, workspace=args.workspace, url=args.url,
-                                         limit=args.limit)
+                                         limit=args.limit, conversations=args.conversations)
         print(json.dumps(report, indent=2, ensure_ascii=False))
         return 0
     if args.command == "bench":
