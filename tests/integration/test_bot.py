@@ -112,6 +112,7 @@ def test_the_bot_answers_greets_by_name_once_and_says_it_is_a_bot(answering_shop
     assert not second["text"].startswith("Zhang San")  # greeted once
     inbox = customer.request({"action": "inbox"}, type="inbox")
     assert inbox["conversations"][0]["status"] == "bot"
+    assert "suggestion" not in inbox["conversations"][0] and "note" not in inbox["conversations"][0]
 
 
 def test_english_questions_get_english_answers_and_an_anonymous_greeting(answering_shop):
@@ -226,13 +227,22 @@ def test_the_agent_sends_a_suggested_answer_in_one_action(reviewing_shop):
     assert sent["text"] == suggestion["answer"] and sent["sender"]["role"] == "agent"
     assert sent["meta"]["suggestion"] == {"articleId": suggestion["articleId"], "edited": False}
     again = agent.request({"action": "suggestion", "conversationId": cid, "suggestionId": suggestion["id"],
-                           "decision": "send"}, type="error")
-    assert again["code"] == "not_found"  # handled already: nothing is sent twice
+                           "decision": "send"}, type="suggestion")
+    assert again["seq"] == done["seq"]  # a retry (the reply was lost): the same result, nothing sent twice
+    assert not [f for f in customer.quiet(0.8) if f.get("type") == "message" and f["seq"] > done["seq"]]
+    late = agent.request({"action": "suggestion", "conversationId": cid, "suggestionId": suggestion["id"],
+                          "decision": "reject"}, type="error")
+    assert late["code"] == "not_found"
+    inbox = agent.request({"action": "inbox"}, type="inbox")
+    mine = next(c for c in inbox["conversations"] if c["conversationId"] == cid)
+    assert mine["suggestion"] is None and mine["note"].startswith("bot: likely match")
+    # the customer never sees what the bot suggested
+    assert "suggestion" not in customer.request({"action": "inbox"}, type="inbox")["conversations"][0]
 
 
 def test_an_edited_answer_is_sent_and_saved_into_the_article(reviewing_shop):
     agent = reviewing_shop.agent("agent-1")
-    customer, cid, suggestion = _suggested(reviewing_shop, agent, "包裹寄回去好几天了钱还没退")
+    customer, cid, suggestion = _suggested(reviewing_shop, agent, "订单号 2024112100123 的包裹寄回去好几天了钱还没退")
     edited = "您好，仓库签收后 1–3 个工作日内退款，请再稍等一下。"
     done = agent.request({"action": "suggestion", "conversationId": cid, "suggestionId": suggestion["id"],
                           "decision": "edit", "text": edited, "saveAs": "improve"}, type="suggestion")
@@ -240,7 +250,9 @@ def test_an_edited_answer_is_sent_and_saved_into_the_article(reviewing_shop):
     assert done["savedArticleId"] == suggestion["articleId"]
     article = requests.get(reviewing_shop.url(f"kb/articles/{suggestion['articleId']}"),
                            headers=reviewing_shop.admin, timeout=10).json()
-    assert article["answer"] == edited and "包裹寄回去好几天了钱还没退" in article["questions"]
+    assert article["answer"] == edited and "订单号 的包裹寄回去好几天了钱还没退" in article["questions"]
+    assert article["rating"] == {"helpful": 0, "notHelpful": 0}  # a new answer starts without votes
+    assert not [q for q in article["questions"] if "2024112100123" in q]  # no customer's order number
 
 
 def test_a_new_article_from_an_edit_and_a_rejected_suggestion_sends_nothing(reviewing_shop):
@@ -268,6 +280,7 @@ def test_suggestion_refusals(reviewing_shop):
     base = {"action": "suggestion", "conversationId": cid, "suggestionId": suggestion["id"]}
     assert agent.request({**base, "decision": "edit"}, type="error")["code"] == "invalid_frame"  # no text
     assert agent.request({**base, "decision": "reject", "saveAs": "new"}, type="error")["code"] == "invalid_frame"
+    assert agent.request({**base, "decision": "send", "saveAs": "new"}, type="error")["code"] == "invalid_frame"
     assert agent.request({**base, "decision": "send", "text": "x"}, type="error")["code"] == "invalid_frame"
     assert agent.request({**base, "suggestionId": "s_other", "decision": "send"}, type="error")["code"] == "not_found"
     other_agent = reviewing_shop.connect(reviewing_shop.token("agent", "agent-2"))
@@ -305,6 +318,29 @@ def test_a_workspace_with_the_bot_off_routes_straight_to_humans(stack, store, si
         assert not [f for f in customer.quiet(0.8) if f.get("type") == "message" and f["sender"]["role"] == "bot"]
     finally:
         shop.close()
+
+
+def test_switching_the_bot_off_hands_its_conversations_to_humans(answering_shop):
+    from kefu import wiring
+
+    answering_shop.agent("agent-1")
+    customer = answering_shop.customer()
+    ack = say(customer, "怎么申请退货")
+    assert bot_reply(customer, ack["conversationId"])["meta"]["decision"] == "answer"
+    url, admin = answering_shop.url("bot"), answering_shop.admin
+    assert requests.put(url, json={**ALWAYS_ANSWER, "enabled": False}, headers=admin, timeout=10).status_code == 200
+    wiring.bot().forget(answering_shop.ws)  # warm functions see it within bot.SETTINGS_TTL_S; this one at once
+    try:
+        say(customer, "退款多久到账", ack["conversationId"])
+        note = bot_reply(customer, ack["conversationId"])
+        assert note["meta"]["decision"] == "handoff" and note["meta"]["reasonCode"] == "bot_off"
+        routed = customer.expect(type="routed", conversationId=ack["conversationId"])
+        assert routed["status"] == "assigned"  # to whichever agent of the shop is least busy
+        taken = answering_shop.store.get_conversation(answering_shop.ws, ack["conversationId"])
+        assert "switched off" in taken.routing["note"]
+    finally:
+        requests.put(url, json=ALWAYS_ANSWER, headers=admin, timeout=10)
+        wiring.bot().forget(answering_shop.ws)
 
 
 def test_maintenance_retires_unhelpful_articles_and_groups_unanswered_questions(answering_shop):

@@ -26,7 +26,8 @@ def test_bot_settings_default_to_the_spec_thresholds_and_round_trip():
 
 
 @pytest.mark.parametrize("bad", [
-    {"answerAt": 1.2}, {"answerAt": 0.6, "reviewAt": 0.7}, {"reviewAt": "low"}, {"name": " "}, {"name": "x" * 41},
+    {"answerAt": 1.2}, {"answerAt": 0.6, "reviewAt": 0.7}, {"reviewAt": "low"}, {"answerAt": "0.95"},
+    {"reviewAt": True}, {"name": " "}, {"name": "x" * 41},
     {"texts": {"farewell": {"zh": "再见"}}}, {"texts": {"handoff": {"fr": "un instant"}}},
     {"texts": {"handoff": {"zh": ""}}}, {"texts": {"greeting": {"en": "Hello!"}}}, {"enabled": 1}, {"texts": []},
 ])
@@ -56,6 +57,7 @@ def test_rate_and_suggestion_frames_are_validated():
                  '{"action":"suggestion","conversationId":"c_1","suggestionId":"s_1","decision":"send","text":"x"}',
                  '{"action":"suggestion","conversationId":"c_1","suggestionId":"s_1","decision":"reject","saveAs":"new"}',
                  '{"action":"suggestion","conversationId":"c_1","suggestionId":"s_1","decision":"maybe"}',
+                 '{"action":"suggestion","conversationId":"c_1","suggestionId":"s_1","decision":"send","saveAs":"new"}',
                  '{"action":"suggestion","conversationId":"c_1","suggestionId":"s_1","decision":"edit","text":"   "}'):
         with pytest.raises(InvalidFrame):
             frames.parse(body)
@@ -98,7 +100,19 @@ def test_unanswered_questions_group_by_similarity_most_asked_first():
 
 
 @pytest.mark.parametrize("bad", [{"minVotes": 0}, {"minHelpfulRate": 1.5}, {"days": 365}, {"similarity": 0},
-                                 {"maxCandidates": "many"}])
+                                 {"maxCandidates": "many"}, {"minVotes": 2.5}, {"minVotes": "3"},
+                                 {"minHelpfulRate": "0.4"}, {"days": True}])
 def test_bad_maintenance_policies_are_refused(bad):
     with pytest.raises(InvalidRequest):
         Policy.from_dict(bad)
+
+
+def test_personal_data_is_redacted_from_what_the_bot_keeps():
+    from kefu.answering.signals import redact
+
+    assert redact("我的订单号是2024112100123，怎么退货") == "我的订单号是，怎么退货"
+    assert redact("退货单号SF1234567890到哪了") == "退货单号到哪了"
+    assert redact("mail a.b@example.com or call +86 138 0013 8000") == "mail or call"
+    assert redact("order ABC-12345 late") == "order late"
+    for kept in ("iPhone 15 Pro 保修多久", "买了2件，退1件", "RTX4090 warranty", "7天无理由退货"):
+        assert redact(kept) == kept

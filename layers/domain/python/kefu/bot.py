@@ -19,6 +19,7 @@ from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
 from .answering.answerer import Answerer, Decision, Thresholds
+from .answering.signals import redact
 from .answering.text import language as language_of
 from .delivery import Delivery
 from .errors import Conflict, ConversationClosed, Forbidden, InvalidFrame, InvalidRequest, NotFound
@@ -152,30 +153,35 @@ class Bot:
             return None  # routed, taken over or closed meanwhile: not the bot's any more
         except Exception:  # noqa: BLE001
             log.exception("bot turn failed; handing over")
-            self._hand_over(conversation, None, "the bot failed")
+            self._hand_over(conversation, None, "the bot failed (bot_failed)")
             return None
 
     def _turn(self, conversation: Conversation, message: Message) -> Decision:
         ws = conversation.workspace
         settings = self.settings(ws)
         memory = dict(conversation.bot or {})
-        decision = self.answerer.answer(ws, message.text, slots=memory.get("slots") or {},
-                                        thresholds=settings.thresholds)
+        if settings.enabled:
+            decision = self.answerer.answer(ws, message.text, slots=memory.get("slots") or {},
+                                            thresholds=settings.thresholds)
+        else:  # switched off while it had this conversation: the humans take over
+            decision = Decision("handoff", 0.0, None, None, "the bot is switched off", slots=memory.get("slots") or {},
+                                code="bot_off")
         lang = decision.lang or _language(message.text, conversation.language)
         greeting = "" if memory.get("turns") else self._greeting(settings, conversation, lang)
         remembered = {"slots": decision.slots, "turns": int(memory.get("turns", 0)) + 1}
-        meta = {"decision": decision.decision, "confidence": round(decision.confidence, 4),
-                "questionSeq": message.seq}
+        meta = {"decision": decision.decision, "reasonCode": decision.code,
+                "confidence": round(decision.confidence, 4), "questionSeq": message.seq}
+        if decision.article_id is not None:
+            meta |= {"articleId": decision.article_id, "title": decision.title}
 
         if decision.decision == "answer":
             self.store.remember(conversation, remembered)  # StateConflict: someone else has it now
             self.delivery.post(conversation, settings.sender(), _join(greeting, decision.answer),
                                client_message_id=f"bot-{message.seq}", sender_key=BOT_KEY,
-                               meta={**meta, "articleId": decision.article_id, "title": decision.title,
-                                     "rateable": True})
+                               meta={**meta, "rateable": True})
             return decision  # counted from the stream (metrics.counters_for), like every decision
 
-        if decision.article_id is not None or decision.reason.startswith("no "):
+        if decision.missed:
             self._miss(ws, message.text, decision)
         suggestion = None
         if decision.decision == "review":
@@ -204,7 +210,10 @@ class Bot:
 
     def _miss(self, workspace: str, question: str, decision: Decision) -> None:
         try:
-            self.store.record_miss(workspace, {"text": question[:500], "decision": decision.decision,
+            text = redact(question)[:500]
+            if not text:
+                return
+            self.store.record_miss(workspace, {"text": text, "decision": decision.decision,
                                                "confidence": round(decision.confidence, 4),
                                                "articleId": decision.article_id, "at": now_iso()})
         except Exception:  # noqa: BLE001 - a lost miss costs a statistic, not the conversation
@@ -224,18 +233,20 @@ class Bot:
         article_id = answer.meta["articleId"]
         reply = {"type": "rated", "conversationId": conversation.id, "seq": frame.seq, "helpful": frame.helpful,
                  "handoff": False}
-        if not self.store.record_rating(conversation, frame.seq, article_id, frame.helpful):
-            if self.store.rating(conversation, frame.seq) != frame.helpful:
-                raise Conflict("this answer was already rated the other way")
-            return reply  # the same vote again (a resend): counted once
-        self.knowledge.rate(who.workspace, article_id, frame.helpful)
-        self.store.add_counter(who.workspace, "bot.helpful" if frame.helpful else "bot.not_helpful")
+        first = self.store.record_rating(conversation, frame.seq, article_id, frame.helpful)
+        if not first and self.store.rating(conversation, frame.seq) != frame.helpful:
+            raise Conflict("this answer was already rated the other way")
+        if first:  # a resend of the same vote counts once
+            self.knowledge.rate(who.workspace, article_id, frame.helpful)
+            self.store.add_counter(who.workspace, "bot.helpful" if frame.helpful else "bot.not_helpful")
         settings = self.settings(who.workspace)
+        # (on a resend too: if the handover failed the first time, the customer still gets a human)
         if not frame.helpful and settings.handoff_on_not_helpful and conversation.status == "bot":
             question = self.store.get_message(who.workspace, conversation.id, int(answer.meta.get("questionSeq", 0)))
-            if question is not None:
+            if question is not None and first:
                 self._miss(who.workspace, question.text, Decision("handoff", float(answer.meta.get("confidence", 0)),
-                                                                  article_id, None, "rated not helpful"))
+                                                                  article_id, None, "rated not helpful",
+                                                                  code="not_helpful"))
             lang = _language(question.text if question else "", conversation.language)
             self.delivery.post(conversation, settings.sender(), settings.text("notHelpful", lang),
                                client_message_id=f"bot-rated-{frame.seq}", sender_key=BOT_KEY,
@@ -255,41 +266,53 @@ class Bot:
         if conversation.status == "closed":
             raise ConversationClosed("the conversation is closed")
         suggestion = conversation.suggestion
+        sent_as = f"sug-{frame.suggestionId}"  # one message per suggestion, however often it is sent
         if not suggestion or suggestion.get("id") != frame.suggestionId:
+            earlier = self.store.find_message(who.workspace, conversation.id, who.key, sent_as)
+            if earlier is not None and frame.decision != "reject":  # a retry after a lost reply: same result
+                return self._acted(conversation, frame, earlier.seq, None)
             raise NotFound("no such suggestion waiting (already sent or rejected?)")
-        try:
-            self.store.clear_suggestion(conversation, frame.suggestionId)
-        except StateConflict:
-            raise Conflict("this suggestion was already sent or rejected") from None
         message = None
         if frame.decision != "reject":
             text = suggestion["answer"] if frame.decision == "send" else frame.text
             message = self.delivery.post(
-                conversation, who.sender(), text, client_message_id=frame.clientMessageId or f"sug-{frame.suggestionId}",
-                sender_key=who.key,
+                conversation, who.sender(), text, client_message_id=sent_as, sender_key=who.key,
                 meta={"suggestion": {"articleId": suggestion.get("articleId"), "edited": frame.decision == "edit"}})
             if message is None:
                 raise ConversationClosed("the conversation closed meanwhile")
+        try:  # only now: a send that failed above leaves the suggestion waiting for another try
+            self.store.clear_suggestion(conversation, frame.suggestionId)
+        except StateConflict:
+            if message is None:
+                raise Conflict("this suggestion was already sent or rejected") from None
+            return self._acted(conversation, frame, message.seq, None)  # a concurrent send of the same
         saved = self._save(who.workspace, suggestion, frame) if frame.saveAs else None
         self.store.add_counter(who.workspace, f"bot.suggestion.{frame.decision}")
+        return self._acted(conversation, frame, message.seq if message else None, saved)
+
+    @staticmethod
+    def _acted(conversation: Conversation, frame: frames.SuggestionFrame, seq: int | None, saved: str | None) -> dict:
         return {"type": "suggestion", "conversationId": conversation.id, "suggestionId": frame.suggestionId,
-                "decision": frame.decision, "seq": message.seq if message else None, "savedArticleId": saved}
+                "decision": frame.decision, "seq": seq, "savedArticleId": saved}
 
     def _save(self, workspace: str, suggestion: dict, frame: frames.SuggestionFrame) -> str:
         """Save as answer: the customer's question joins the article's examples; an edit becomes its answer
         (improve) or a new article's (new). The model retrains from the stream within seconds."""
         from .knowledge import MAX_QUESTIONS, MAX_TITLE, parse_article
 
-        question = str(suggestion.get("question") or "")[:500]
-        answer = frame.text if frame.decision == "edit" else suggestion["answer"]
+        question = redact(str(suggestion.get("question") or ""))[:500]  # the article keeps no one's order number
+        answer = redact(frame.text) if frame.decision == "edit" else ""  # a send keeps the article's answer
         current: Article | None = None
         if frame.saveAs == "improve" and suggestion.get("articleId"):
             current = self.knowledge.get_article(workspace, suggestion["articleId"])
         if current is not None:
-            questions = tuple(dict.fromkeys([*current.questions, question]))[-MAX_QUESTIONS:]
-            updated = replace(current, answer=answer if frame.decision == "edit" else current.answer,
+            questions = tuple(dict.fromkeys([*current.questions, *([question] if question else [])]))[-MAX_QUESTIONS:]
+            updated = replace(current, answer=answer or current.answer,
                               questions=questions, updated_at=now_iso())
             return self.knowledge.put_article(updated).id
+        if not answer:  # the suggested article is gone, or the edit was nothing but personal data
+            raise InvalidFrame("nothing to save: the article no longer exists or the answer is empty once "
+                               "personal data is removed")
         lang = suggestion.get("lang") if suggestion.get("lang") in ("zh", "en") else _language(question, None)
         article = parse_article(workspace, {"id": new_id("saved"), "lang": lang, "title": question[:MAX_TITLE] or answer[:80],
                                             "answer": answer, "questions": [question] if question else [],

@@ -130,13 +130,13 @@ class ConversationService:
         if who.role == "agent":
             conversations = self.store.open_conversations_of_agent(who.workspace, who.id)
             me = self.store.get_agent(who.workspace, who.id)
-            return {"type": "inbox", "conversations": [_summary(c) for c in conversations],
+            return {"type": "inbox", "conversations": [_summary(c, for_agent=True) for c in conversations],
                     "presence": me.presence if me else "offline"}
         else:
             open_id = self.store.open_conversation_id(who.workspace, who.id)
             found = self.store.get_conversation(who.workspace, open_id) if open_id else None
             conversations = [found] if found else []
-        return {"type": "inbox", "conversations": [_summary(c) for c in conversations]}
+        return {"type": "inbox", "conversations": [_summary(c, for_agent=False) for c in conversations]}
 
     # ------------------------------------------------------------ internals
 
@@ -188,8 +188,8 @@ def _ack(message: Message) -> dict:
     }
 
 
-def _summary(conversation: Conversation) -> dict:
-    return {
+def _summary(conversation: Conversation, *, for_agent: bool) -> dict:
+    summary = {
         "conversationId": conversation.id,
         "status": conversation.status,
         "customer": conversation.customer(),
@@ -199,5 +199,8 @@ def _summary(conversation: Conversation) -> dict:
         "channel": conversation.channel,
         "group": conversation.group,
         "priority": conversation.priority,
-        "suggestion": conversation.suggestion,
     }
+    if for_agent:  # the bot's unreviewed answer and why it handed over are for the agent's eyes only
+        summary["suggestion"] = conversation.suggestion
+        summary["note"] = (conversation.routing or {}).get("note")
+    return summary

@@ -135,7 +135,8 @@ class RateFrame(_Frame):
 class SuggestionFrame(_Frame):
     """The agent's one action on the answer the bot suggested: send it, send an edited version, or reject it.
     saveAs keeps what was sent for next time: "improve" the suggested article (the customer's question
-    becomes one of its examples, an edit its answer) or make a "new" article of it."""
+    becomes one of its examples, an edit its answer) or make a "new" article of an edit. Personal data
+    (order and tracking numbers, phone numbers, e-mail addresses) is removed from what is saved."""
 
     action: Literal["suggestion"]
     conversationId: Id
@@ -143,7 +144,6 @@ class SuggestionFrame(_Frame):
     decision: Literal["send", "edit", "reject"]
     text: Text | None = None
     saveAs: Literal["improve", "new"] | None = None
-    clientMessageId: Id | None = None
 
     @model_validator(mode="after")
     def _coherent(self) -> SuggestionFrame:
@@ -153,6 +153,8 @@ class SuggestionFrame(_Frame):
             raise ValueError("text is only for an edit")
         if self.decision == "reject" and self.saveAs is not None:
             raise ValueError("a rejected suggestion cannot be saved")
+        if self.saveAs == "new" and self.decision != "edit":
+            raise ValueError("a new article needs an edited answer (a sent suggestion improves its article)")
         return self
 
 

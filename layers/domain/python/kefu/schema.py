@@ -43,7 +43,8 @@ CONVERSATIONS = Table(
     env_var="KEFU_TABLE_CONVERSATIONS",
     local_name="kefu-conversations",
     # pk "{ws}#C#{conversationId}" holds META, CONN#{connectionId} (live fan-out
-    # targets), MSG#{seq:012d} and USED#{senderKey}#{clientMessageId} items (sorted after META,
+    # targets), MSG#{seq:012d}, RATE#{seq:012d} (the customer's vote on a bot answer) and
+    # USED#{senderKey}#{clientMessageId} items (sorted after META,
     # so that the per-message Query from CONN# to META reads only the fan-out list and META);
     # pk "{ws}#U#{customerId}" holds the OPEN pointer to the customer's open conversation.
     partition_key=Key("pk"),
@@ -97,7 +98,8 @@ KNOWLEDGE = Table(
     local_name="kefu-knowledge",
     # pk "{ws}": sk "A#{articleId}" the articles (the source of truth; the search index and the
     # answering model are built from them by kb_indexer), sk "MODEL" the current answering model
-    # (version, object key in the Models bucket, what it was trained on and its held-out scores)
+    # (version, object key in the Models bucket, what it was trained on and its held-out scores),
+    # sk "MAINTENANCE" the last maintenance report (kb_maintain, POST /kb/maintain)
     partition_key=Key("pk"),
     sort_key=Key("sk"),
     ttl_attribute="expiresAt",

@@ -612,8 +612,9 @@ class DynamoStore:
         MissItem(f"{workspace}#MISS", f"{day}#{new_id('q')}", miss=miss,
                  expiresAt=int(time.time()) + MISS_RETENTION_S).save()
 
-    def misses(self, workspace: str, since_day: str) -> list[dict]:
-        return [i.miss for i in MissItem.query(f"{workspace}#MISS", MissItem.sk >= since_day)]
+    def misses(self, workspace: str, since_day: str, limit: int) -> list[dict]:
+        return [i.miss for i in MissItem.query(f"{workspace}#MISS", MissItem.sk >= since_day, scan_index_forward=False,
+                                               limit=limit)]
 
     def messages_after(self, workspace: str, conversation_id: str, after_seq: int, limit: int) -> list[Message]:
         items = ConversationItem.query(

@@ -78,9 +78,12 @@ def _item(article: Article, counters: tuple[int, int], stamp: str) -> KnowledgeI
 
 class KnowledgeStore:
     def put_article(self, article: Article) -> Article:
-        """Create or replace an article's content; its rating counters are kept."""
+        """Create or replace an article's content; its rating counters are kept while its answer stays the
+        same (votes on an old answer say nothing about a new one, nor about an article brought back)."""
         existing = self.get_article(article.workspace, article.id)
-        item = _item(article, (existing.helpful, existing.not_helpful) if existing else (0, 0), now_iso())
+        keep = existing is not None and existing.answer == article.answer and not (
+            existing.status == "retired" and article.status == "active")
+        item = _item(article, (existing.helpful, existing.not_helpful) if keep else (0, 0), now_iso())
         item.save()
         return _article(item)
 

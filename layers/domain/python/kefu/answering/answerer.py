@@ -38,6 +38,13 @@ OFF_TOPIC = (
 )
 
 
+# Decision.code: the reason as a stable identifier (Decision.reason says it in English)
+REASON_CODES = ("confident", "likely", "not_confident", "asked_for_person", "safety", "anger", "no_words",
+                "model_unavailable", "no_model", "search_unavailable", "no_article",
+                "bot_off", "not_helpful")  # the last two: the bot's own (bot.py)
+MISSED = ("likely", "not_confident", "no_article")
+
+
 @dataclass(frozen=True)
 class Thresholds:
     answer_at: float = ANSWER_AT
@@ -45,12 +52,14 @@ class Thresholds:
 
     @classmethod
     def from_dict(cls, data: dict | None) -> Thresholds:
-        data = data or {}
-        answer_at = float(data.get("answerAt", ANSWER_AT))
-        review_at = float(data.get("reviewAt", REVIEW_AT))
-        if not 0.0 <= review_at <= answer_at <= 1.0:
-            from ..errors import InvalidRequest
+        from ..errors import InvalidRequest
 
+        data = data or {}
+        answer_at, review_at = data.get("answerAt", ANSWER_AT), data.get("reviewAt", REVIEW_AT)
+        if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in (answer_at, review_at)):
+            raise InvalidRequest("answerAt and reviewAt must be numbers")
+        answer_at, review_at = float(answer_at), float(review_at)
+        if not 0.0 <= review_at <= answer_at <= 1.0:
             raise InvalidRequest("thresholds need 0 <= reviewAt <= answerAt <= 1")
         return cls(answer_at, review_at)
 
@@ -67,14 +76,21 @@ class Decision:
     candidates: list = field(default_factory=list)
     slots: dict = field(default_factory=dict)
     model_version: str | None = None
+    code: str = ""  # why, for programs and translations: see REASON_CODES
 
     def public(self) -> dict:
         return {"decision": self.decision, "confidence": round(self.confidence, 4), "article_id": self.article_id,
                 "answer": self.answer, "reason": self.reason}
 
     def detail(self) -> dict:
-        return {**self.public(), "title": self.title, "lang": self.lang, "candidates": self.candidates,
-                "slots": self.slots, "modelVersion": self.model_version}
+        return {**self.public(), "reasonCode": self.code, "title": self.title, "lang": self.lang,
+                "candidates": self.candidates, "slots": self.slots, "modelVersion": self.model_version}
+
+    @property
+    def missed(self) -> bool:
+        """A question the knowledge base could not answer with confidence (not a request for a person,
+        anger, a text without words or an outage): maintenance groups these into candidate articles."""
+        return self.code in MISSED
 
 
 class KnowledgeStore(Protocol):
@@ -130,20 +146,23 @@ class Answerer:
         known = {**(slots or {}), **signals.slots(question)}
         question = question[: text.MAX_CHARS]
         if signals.wants_human(question):
-            return Decision("handoff", 0.0, None, None, "the customer asked for a person", slots=known)
+            return Decision("handoff", 0.0, None, None, "the customer asked for a person", slots=known, code="asked_for_person")
         if signals.safety_risk(question):
-            return Decision("handoff", 0.0, None, None, "a possible safety risk", slots=known)
+            return Decision("handoff", 0.0, None, None, "a possible safety risk", slots=known, code="safety")
         if signals.anger(question) >= signals.ANGER_THRESHOLD:
-            return Decision("handoff", 0.0, None, None, "strong negative sentiment", slots=known)
+            return Decision("handoff", 0.0, None, None, "strong negative sentiment", slots=known, code="anger")
         if text.language(question) is None:
-            return Decision("handoff", 0.0, None, None, "no words to match (empty, emoji or symbols only)", slots=known)
+            return Decision("handoff", 0.0, None, None, "no words to match (empty, or only digits, emoji or symbols)", slots=known,
+                            code="no_words")
         try:
             version, model = self.models.current(workspace)
         except Exception:  # noqa: BLE001 - a broken model store must not break the conversation
             log.exception("answering model unavailable")
-            return Decision("handoff", 0.0, None, None, "the answering model is unavailable", slots=known)
+            return Decision("handoff", 0.0, None, None, "the answering model is unavailable", slots=known,
+                            code="model_unavailable")
         if model is None:
-            return Decision("handoff", 0.0, None, None, "the knowledge base has no trained model yet", slots=known)
+            return Decision("handoff", 0.0, None, None, "the knowledge base has no trained model yet", slots=known,
+                            code="no_model")
 
         prediction = model.predict(question)
         favourites = [article_id for article_id, _ in prediction.ranked]
@@ -152,12 +171,12 @@ class Answerer:
         except Exception:  # noqa: BLE001 - search down: degrade to a human, the conversation goes on
             log.exception("knowledge search unavailable")
             return Decision("handoff", 0.0, None, None, "the knowledge search is unavailable", slots=known,
-                            model_version=version)
+                            model_version=version, code="search_unavailable")
         ranked = [(a, p) for a, p in prediction.ranked if a in found]  # retired or deleted since training
         candidates = [{"id": a, "p": round(p, 4)} for a, p in ranked]
         if not ranked:
             return Decision("handoff", 0.0, None, None, "no active article matches", slots=known,
-                            candidates=candidates, model_version=version)
+                            candidates=candidates, model_version=version, code="no_article")
         article_id = ranked[0][0]
         confidence = prediction.confidence if article_id == prediction.ranked[0][0] else 0.0
         hit = found[article_id]
@@ -165,13 +184,13 @@ class Answerer:
                           followups=tuple(FollowUp(dict(f.get("if", {})), f["say"]) for f in hit["followups"]))
         reply = article.reply(known)
         if confidence >= limits.answer_at:
-            kind, reason = "answer", f"confident match ({confidence:.2f} >= {limits.answer_at})"
+            kind, code, reason = "answer", "confident", f"confident match ({confidence:.2f} >= {limits.answer_at})"
         elif confidence >= limits.review_at:
-            kind, reason = "review", f"likely match ({confidence:.2f}): an agent reviews the suggested answer"
+            kind, code, reason = "review", "likely", f"likely match ({confidence:.2f}): an agent reviews the suggested answer"
         else:
-            kind, reason = "handoff", f"no confident match ({confidence:.2f} < {limits.review_at})"
+            kind, code, reason = "handoff", "not_confident", f"no confident match ({confidence:.2f} < {limits.review_at})"
         return Decision(kind, confidence, article_id, reply, reason, title=article.title, lang=article.lang,
-                        candidates=candidates, slots=known, model_version=version)
+                        candidates=candidates, slots=known, model_version=version, code=code)
 
 
 class Trainer:

@@ -20,6 +20,7 @@ from ..models import now_iso
 from . import text
 
 MAX_CLUSTER_EXAMPLES = 5
+MAX_MISSES = 5000  # the most recent unanswered questions a run groups (keeps a run within seconds)
 
 
 @dataclass(frozen=True)
@@ -33,15 +34,17 @@ class Policy:
     @classmethod
     def from_dict(cls, data: dict | None) -> Policy:
         data = data or {}
-        try:
-            policy = cls(min_votes=int(data.get("minVotes", cls.min_votes)),
-                         min_helpful_rate=float(data.get("minHelpfulRate", cls.min_helpful_rate)),
-                         days=int(data.get("days", cls.days)),
-                         similarity=float(data.get("similarity", cls.similarity)),
-                         max_candidates=int(data.get("maxCandidates", cls.max_candidates)))
-        except (TypeError, ValueError):
+        integers = {k: data.get(k, d) for k, d in (("minVotes", cls.min_votes), ("days", cls.days),
+                                                  ("maxCandidates", cls.max_candidates))}
+        numbers = {k: data.get(k, d) for k, d in (("minHelpfulRate", cls.min_helpful_rate),
+                                                 ("similarity", cls.similarity))}
+        if not all(isinstance(v, int) and not isinstance(v, bool) for v in integers.values()) or not all(
+                isinstance(v, (int, float)) and not isinstance(v, bool) for v in numbers.values()):
             raise InvalidRequest("minVotes, days and maxCandidates are integers; minHelpfulRate and similarity "
-                                 "numbers") from None
+                                 "numbers")
+        policy = cls(min_votes=integers["minVotes"], min_helpful_rate=float(numbers["minHelpfulRate"]),
+                     days=integers["days"], similarity=float(numbers["similarity"]),
+                     max_candidates=integers["maxCandidates"])
         if policy.min_votes < 1 or not 0 <= policy.min_helpful_rate <= 1 or not 1 <= policy.days <= 90:
             raise InvalidRequest("minVotes >= 1, 0 <= minHelpfulRate <= 1, 1 <= days <= 90")
         if not 0 < policy.similarity <= 1 or not 1 <= policy.max_candidates <= 200:
@@ -137,7 +140,8 @@ class KnowledgeStore(Protocol):
 
 
 class Misses(Protocol):
-    def misses(self, workspace: str, since_day: str) -> list[dict]: ...
+    def misses(self, workspace: str, since_day: str, limit: int) -> list[dict]:
+        """The most recent `limit` misses since that day."""
 
 
 @dataclass(frozen=True)
@@ -164,7 +168,7 @@ class Maintainer:
             for article in retire:  # the stream retrains the model and drops them from the index
                 self.knowledge.set_status(workspace, article["id"], "retired")
         since = (datetime.now(timezone.utc) - timedelta(days=policy.days)).date().isoformat()
-        questions = [str(m.get("text", "")) for m in self.misses.misses(workspace, since)]
+        questions = [str(m.get("text", "")) for m in self.misses.misses(workspace, since, MAX_MISSES)]
         report = Report(workspace, now_iso(), dry_run, policy.to_dict(), retire, len(questions),
                         cluster_questions(questions, policy)).to_dict()
         if not dry_run:

@@ -14,7 +14,7 @@ from .text import normalize
 _HUMAN = re.compile(
     "|".join(
         [
-            r"转人工", r"人工(客服|服务|坐席|座席)?", r"真人", r"找(个)?(人|客服|经理|主管|领导|负责人)",
+            r"转人工", r"人工(客服|服务|坐席|座席)?", r"真人", r"找(个|你们的?)?(人|客服|经理|主管|领导|负责人)",
             r"(叫|让|请|换)(你们)?(的)?(经理|主管|领导|负责人|客服|真人)", r"客服(小姐姐|小哥|人员)?在吗",
             r"不(要|想)(跟|和)?(机器人|机器|ai|bot)", r"(机器人|智能客服).{0,6}(没用|听不懂|答非所问)",
             r"\b(talk|speak|chat)\s+(to|with)\s+(a|an|some)?\s*(human|person|agent|real person|manager|supervisor|representative|someone)",
@@ -80,3 +80,18 @@ def slots(text: str) -> dict:
     if _RETURN_REQUESTED.search(lowered):
         found["return_requested"] = True
     return found
+
+
+# personal data that must not travel from a conversation into the knowledge base or reports -------
+_EMAIL = re.compile(r"[\w.+-]+@[\w-]+(\.[\w-]+)+")
+_PHONE = re.compile(r"(?<!\d)(\+?\d[\d -]{7,}\d)(?!\d)")
+_LONG_ID = re.compile(r"(?<![A-Za-z0-9-])[A-Za-z]{0,4}-?\d[A-Za-z0-9-]{4,23}(?![A-Za-z0-9-])")
+
+
+def redact(text: str) -> str:
+    """The text without e-mail addresses, phone numbers, order / tracking numbers and other long ids:
+    what the bot keeps of a customer's question (misses, answers saved by agents) must not identify them."""
+    text = _EMAIL.sub("", text)
+    text = _LONG_ID.sub("", text)
+    text = _PHONE.sub("", text)
+    return re.sub(r"[ \t]{2,}", " ", text).strip()
