@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import io
+import itertools
 import json
 
+import numpy as np
 import pytest
 
 from kefu.answering import signals, text
 from kefu.answering.answerer import Answerer, Decision, Models, Thresholds, Trainer
-from kefu.answering.model import Example, Model, train
+from kefu.answering.model import ANSWER_AT, REVIEW_AT, SURE, Example, Model, _fit_logistic, _reshape, train
 from kefu.errors import InvalidRequest
 from kefu.knowledge import Article, FollowUp, parse_article, parse_jsonl
 
@@ -134,6 +137,52 @@ def test_model_refuses_to_train_on_nothing():
 def test_model_format_is_checked(model):
     with pytest.raises(Exception):
         Model.loads(b"not a model")
+    with pytest.raises(ValueError, match="format"):
+        Model.loads(_rewritten(model.dumps(), format=np.asarray([99])))
+
+
+def _rewritten(blob: bytes, drop: tuple = (), **fields) -> bytes:
+    with np.load(io.BytesIO(blob), allow_pickle=False) as data:
+        arrays = {k: data[k] for k in data.files if k not in drop}
+    out = io.BytesIO()
+    np.savez_compressed(out, **{**arrays, **fields})
+    return out.getvalue()
+
+
+def test_format_1_models_still_load(model):
+    old = Model.loads(_rewritten(model.dumps(), drop=("sure",), format=np.asarray([1]), calibrator=model.calibrator[[0, 1, 2, 3, -1]]))
+    assert old.sure == ANSWER_AT  # no reshaping: the confidence is the old calibrator's
+    prediction = old.predict("how long until my parcel is delivered")
+    assert prediction.ranked[0][0] == "delivery" and 0.0 <= prediction.confidence <= 1.0
+
+
+def test_small_knowledge_bases_are_trained_to_convergence(model):
+    # MIN_STEPS: 26 examples are one batch, twenty epochs would leave every probability near 1/3
+    assert model.predict("reset password").ranked[0][1] > 0.8
+
+
+def test_confidence_is_reshaped_so_the_answer_threshold_means_sure():
+    assert _reshape(0.5) == 0.5 and _reshape(REVIEW_AT) == REVIEW_AT
+    assert _reshape(SURE) == pytest.approx(ANSWER_AT) and _reshape(1.0) == pytest.approx(1.0)
+    grid = [i / 1000 for i in range(1001)]
+    assert all(_reshape(x) <= _reshape(y) for x, y in itertools.pairwise(grid))
+    assert all(_reshape(x, sure=ANSWER_AT) == pytest.approx(x) for x in grid)  # format-1 models: unchanged
+
+
+def test_calibrator_weights_samples():
+    x = np.asarray([[0.0], [1.0], [2.0], [3.0], [1.5], [1.5]])
+    y = np.asarray([0.0, 0.0, 1.0, 1.0, 1.0, 0.0])
+    ignored = _fit_logistic(x, y, weights=np.asarray([1.0, 1.0, 1.0, 1.0, 1.0, 0.0]))
+    plain = _fit_logistic(x[:5], y[:5])
+    assert np.allclose(ignored, plain, atol=1e-6)
+
+
+def test_unseen_articles_teach_the_calibrator_doubt():
+    # twelve articles: each fold also leaves whole articles out, whose questions it must get wrong
+    topics = {f"t{i}": [f"question {w} number {i}" for w in ("one", "two", "three", "four", "five", "six")] for i in range(12)}
+    trained = train([Example(q, t) for t, qs in topics.items() for q in qs])
+    assert trained.info["heldOutAccuracy"] < 1.0
+    assert trained.predict("question two number 7").ranked[0][0] == "t7"
 
 
 # ------------------------------------------------------------------ the Answerer with in-memory ports

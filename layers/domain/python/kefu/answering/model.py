@@ -3,9 +3,12 @@
 A multinomial logistic regression over TF-IDF features (text.py), trained on the articles'
 titles and example questions. Its probabilities are not trusted as they are: the confidence is
 a second, small logistic model (the calibrator) fitted on *held-out* predictions — k-fold cross
-validation over the example questions, plus off-topic questions that no article answers — so
-that answers given with confidence c are right about c of the time. Nothing here depends on the
-search engine's score scale; the search index only supplies candidates and content.
+validation over the example questions, with some articles left out of each fold's training (an
+unknown topic close to the KB's own), plus off-topic questions that no article answers — so
+that answers given with calibrated probability c are right about c of the time. That probability
+is then reshaped above REVIEW_AT so that the answer threshold (0.9) means "right at least SURE
+of the time": an automatic answer must be near certain, not just likely. Nothing here depends on
+the search engine's score scale; the search index only supplies candidates and content.
 
 numpy only (no scipy / scikit-learn): the model must train inside a Lambda function and load in
 the answering path within the layer size limits.
@@ -23,8 +26,18 @@ import numpy as np
 
 from . import text
 
-FORMAT = 1
+FORMAT = 2
 CALIBRATION_FOLDS = 3
+L2 = 0.2  # ridge penalty, divided by the number of examples (like C = 5 in scikit-learn's terms)
+MIN_STEPS = 1000  # small knowledge bases get more epochs: too few steps leave the model unsure
+# The calibrated probability is honest but an automatic answer needs more than "likely": the
+# confidence is reshaped so that ANSWER_AT (0.9) is only reached where the calibrated
+# probability of being right is SURE (0.97), and stays calibrated below REVIEW_AT (0.7).
+SURE, ANSWER_AT, REVIEW_AT = 0.97, 0.9, 0.7
+# Unknown topics close to the KB's own (the hardest off-topic questions) are simulated: each fold
+# also leaves out one in CLASS_GROUPS of the articles entirely, so their held-out questions can
+# only be answered wrongly; they weigh UNSEEN_WEIGHT in the calibrator's fit.
+CLASS_GROUPS, MIN_CLASSES_LEFT_OUT, UNSEEN_WEIGHT = 10, 10, 0.3
 
 
 @dataclass(frozen=True)
@@ -91,9 +104,11 @@ class Vectorizer:
 
 
 def _train_softmax(rows: list, labels: np.ndarray, classes: int, features: int,
-                   epochs: int = 20, rate: float = 0.01, batch: int = 128, seed: int = 0):
-    """Multinomial logistic regression by mini-batch Adam with a cosine learning-rate schedule.
-    Each batch is densified over only the features it uses, so a step is two small matmuls."""
+                   epochs: int = 20, rate: float = 0.01, batch: int = 128, seed: int = 0,
+                   l2: float = L2, min_steps: int = MIN_STEPS):
+    """L2-regularised multinomial logistic regression by mini-batch Adam with a cosine learning
+    rate schedule, at least min_steps steps. Each batch is densified over only the features it
+    uses, so a step is two small matmuls (the penalty, l2 / n, is applied to those rows only)."""
     weights = np.zeros((features, classes), np.float32)
     bias = np.zeros(classes, np.float32)
     m_w, v_w = np.zeros_like(weights), np.zeros_like(weights)
@@ -101,44 +116,57 @@ def _train_softmax(rows: list, labels: np.ndarray, classes: int, features: int,
     beta1, beta2, step = 0.9, 0.999, 0
     rng = np.random.default_rng(seed)
     n = len(rows)
+    epochs = max(epochs, math.ceil(min_steps / math.ceil(n / batch)))
+    penalty = l2 / max(n, 1)
+    # the rows as one CSR matrix, so a batch is gathered without a Python loop
+    lengths = np.asarray([len(r[0]) for r in rows], np.int64)
+    starts = np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int64)
+    all_idx = np.concatenate([r[0] for r in rows]) if n else np.zeros(0, np.int64)
+    all_val = np.concatenate([r[1] for r in rows]) if n else np.zeros(0, np.float32)
     for epoch in range(epochs):
         lr = rate * 0.5 * (1 + math.cos(math.pi * epoch / epochs)) + 1e-4
         order = rng.permutation(n)
         for start in range(0, n, batch):
             chunk = order[start : start + batch]
-            idx = np.concatenate([rows[i][0] for i in chunk])
-            val = np.concatenate([rows[i][1] for i in chunk])
-            seg = np.repeat(np.arange(len(chunk)), [len(rows[i][0]) for i in chunk])
+            counts = lengths[chunk]
+            offsets = np.cumsum(counts) - counts
+            positions = np.repeat(starts[chunk] - offsets, counts) + np.arange(int(counts.sum()))
+            idx, val = all_idx[positions], all_val[positions]
+            seg = np.repeat(np.arange(len(chunk)), counts)
             used, inverse = np.unique(idx, return_inverse=True)
             dense = np.zeros((len(chunk), len(used)), np.float32)
             dense[seg, inverse] = val
-            z = dense @ weights[used] + bias
+            w_used = weights[used]
+            z = dense @ w_used + bias
             z -= z.max(axis=1, keepdims=True)
             p = np.exp(z)
             p /= p.sum(axis=1, keepdims=True)
             p[np.arange(len(chunk)), labels[chunk]] -= 1.0
             p /= len(chunk)
-            grad_w = dense.T @ p
+            grad_w = dense.T @ p + penalty * w_used
             grad_b = p.sum(axis=0)
             step += 1
             c1, c2 = 1 - beta1**step, 1 - beta2**step
-            m_w[used] = beta1 * m_w[used] + (1 - beta1) * grad_w
-            v_w[used] = beta2 * v_w[used] + (1 - beta2) * grad_w * grad_w
-            weights[used] -= lr * (m_w[used] / c1) / (np.sqrt(v_w[used] / c2) + 1e-8)
+            m_used = beta1 * m_w[used] + (1 - beta1) * grad_w
+            v_used = beta2 * v_w[used] + (1 - beta2) * grad_w * grad_w
+            m_w[used], v_w[used] = m_used, v_used
+            weights[used] = w_used - lr * (m_used / c1) / (np.sqrt(v_used / c2) + 1e-8)
             m_b = beta1 * m_b + (1 - beta1) * grad_b
             v_b = beta2 * v_b + (1 - beta2) * grad_b * grad_b
             bias -= lr * (m_b / c1) / (np.sqrt(v_b / c2) + 1e-8)
     return weights, bias
 
 
-def _fit_logistic(x: np.ndarray, y: np.ndarray, l2: float = 1e-3, iterations: int = 50) -> np.ndarray:
+def _fit_logistic(x: np.ndarray, y: np.ndarray, l2: float = 1e-3, iterations: int = 50,
+                  weights: np.ndarray | None = None) -> np.ndarray:
     """Binary logistic regression by Newton's method (a handful of features: exact and fast)."""
     x1 = np.hstack([x, np.ones((len(x), 1))])
+    sample = np.ones(len(x)) if weights is None else weights
     w = np.zeros(x1.shape[1])
     for _ in range(iterations):
         p = 1 / (1 + np.exp(-np.clip(x1 @ w, -30, 30)))
-        grad = x1.T @ (p - y) + l2 * w
-        hess = (x1 * (p * (1 - p))[:, None]).T @ x1 + l2 * np.eye(len(w))
+        grad = x1.T @ (sample * (p - y)) + l2 * w
+        hess = (x1 * (sample * p * (1 - p))[:, None]).T @ x1 + l2 * np.eye(len(w))
         delta = np.linalg.solve(hess, grad)
         w -= delta
         if np.abs(delta).max() < 1e-8:
@@ -146,12 +174,32 @@ def _fit_logistic(x: np.ndarray, y: np.ndarray, l2: float = 1e-3, iterations: in
     return w
 
 
-def _confidence_features(probabilities: np.ndarray, coverage: np.ndarray) -> np.ndarray:
-    """What the calibrator sees: how peaked the distribution is and how familiar the words are."""
-    top2 = -np.sort(-probabilities, axis=1)[:, :2]
+def _softmax(scores: np.ndarray) -> np.ndarray:
+    z = scores.astype(np.float64) - scores.max(axis=-1, keepdims=True)
+    p = np.exp(z)
+    return p / p.sum(axis=-1, keepdims=True)
+
+
+def _confidence_features(scores: np.ndarray, coverage: np.ndarray, words: np.ndarray) -> np.ndarray:
+    """What the calibrator sees: how peaked the distribution is, how strong the best match is
+    in absolute terms (the softmax hides it: an unknown topic can still be "the least unlikely"),
+    how familiar the words are and how many there are."""
+    top2 = -np.sort(-_softmax(scores), axis=1)[:, :2]
     p1 = np.clip(top2[:, 0], 1e-6, 1 - 1e-6)
     p2 = np.clip(top2[:, 1], 1e-6, 1 - 1e-6)
-    return np.column_stack([np.log(p1 / (1 - p1)), np.log(p1 / p2), coverage, coverage * np.log(p1 / (1 - p1))])
+    odds = np.log(p1 / (1 - p1))
+    return np.column_stack([odds, np.log(p1 / p2), coverage, coverage * odds,
+                            scores.max(axis=1).astype(np.float64), np.log1p(words)])
+
+
+def _reshape(calibrated: float, sure: float = SURE) -> float:
+    """Piecewise-linear and monotone: [0, REVIEW_AT] unchanged, [REVIEW_AT, sure] onto
+    [REVIEW_AT, ANSWER_AT], [sure, 1] onto [ANSWER_AT, 1]; sure = ANSWER_AT is the identity."""
+    if calibrated <= REVIEW_AT or sure <= REVIEW_AT:
+        return calibrated
+    if calibrated < sure:
+        return REVIEW_AT + (calibrated - REVIEW_AT) * (ANSWER_AT - REVIEW_AT) / (sure - REVIEW_AT)
+    return ANSWER_AT + (calibrated - sure) * (1 - ANSWER_AT) / (1 - sure)
 
 
 # ---------------------------------------------------------------- the model
@@ -172,20 +220,24 @@ class Model:
     bias: np.ndarray
     calibrator: np.ndarray
     info: dict = field(default_factory=dict)
+    sure: float = SURE  # see _reshape; ANSWER_AT (the identity) for models of format 1
+
+    def scores(self, text_: str) -> np.ndarray:
+        idx, val = self.vectorizer.transform(text_)
+        return (val @ self.weights[idx] if len(idx) else np.zeros(len(self.classes), np.float32)) + self.bias
 
     def probabilities(self, text_: str) -> np.ndarray:
-        idx, val = self.vectorizer.transform(text_)
-        z = (val @ self.weights[idx] if len(idx) else np.zeros(len(self.classes), np.float32)) + self.bias
-        z = z.astype(np.float64) - z.max()
-        p = np.exp(z)
-        return p / p.sum()
+        return _softmax(self.scores(text_))
 
     def predict(self, text_: str, top: int = 3) -> Prediction:
-        p = self.probabilities(text_)
+        z = self.scores(text_)
+        p = _softmax(z)
         coverage = self.vectorizer.coverage(text_)
         order = np.argsort(-p)[:top]
-        features = _confidence_features(p[None, :], np.asarray([coverage]))
-        confidence = float(1 / (1 + math.exp(-float(np.clip(features[0] @ self.calibrator[:-1] + self.calibrator[-1], -30, 30)))))
+        features = _confidence_features(z[None, :], np.asarray([coverage]), np.asarray([len(text.tokens(text_))]))
+        weights = self.calibrator[:-1]  # a format-1 calibrator knows only the first four features
+        logit = float(features[0, : len(weights)] @ weights + self.calibrator[-1])
+        confidence = _reshape(float(1 / (1 + math.exp(-float(np.clip(logit, -30, 30))))), self.sure)
         if coverage == 0.0:
             confidence = 0.0  # not one known word: whatever the prior says, we know nothing
         return Prediction([(self.classes[i], float(p[i])) for i in order], confidence, coverage)
@@ -204,6 +256,7 @@ class Model:
             weights=self.weights.astype(np.float16),
             bias=self.bias,
             calibrator=self.calibrator,
+            sure=np.asarray([self.sure]),
             info=np.asarray(json.dumps(self.info, ensure_ascii=False)),
         )
         return buffer.getvalue()
@@ -211,8 +264,9 @@ class Model:
     @classmethod
     def loads(cls, blob: bytes) -> Model:
         with np.load(io.BytesIO(blob), allow_pickle=False) as data:
-            if int(data["format"][0]) != FORMAT:
-                raise ValueError(f"model format {int(data['format'][0])} is not {FORMAT}")
+            version = int(data["format"][0])
+            if version not in (1, FORMAT):
+                raise ValueError(f"model format {version} is not {FORMAT}")
             vocabulary = json.loads(str(data["vocabulary"]))
             return cls(
                 vectorizer=Vectorizer({g: i for i, g in enumerate(vocabulary)}, data["idf"]),
@@ -221,6 +275,7 @@ class Model:
                 bias=data["bias"],
                 calibrator=data["calibrator"],
                 info=json.loads(str(data["info"])),
+                sure=float(data["sure"][0]) if version >= 2 else ANSWER_AT,
             )
 
 
@@ -243,27 +298,32 @@ def train(examples: list[Example], folds: int = CALIBRATION_FOLDS, seed: int = 0
     # held-out predictions: every labelled example is predicted by a model that never saw it
     rng = np.random.default_rng(seed)
     fold_of = rng.integers(0, folds, len(labelled)) if len(classes) > 1 else np.zeros(len(labelled), int)
-    held_features, held_correct = [], []
+    group_of = dict(zip(classes, rng.integers(0, CLASS_GROUPS, len(classes))))
+    if len(classes) < MIN_CLASSES_LEFT_OUT:
+        group_of = dict.fromkeys(classes, -1)
+    held_features, held_correct, held_weight = [], [], []
     for k in range(folds if len(classes) > 1 else 0):
-        training = [e for e, f in zip(labelled, fold_of) if f != k]
+        training = [e for e, f in zip(labelled, fold_of) if f != k and group_of[e.label] != k]
         held = [e for e, f in zip(labelled, fold_of) if f == k]
         fold_classes = sorted({e.label for e in training})
         if len(fold_classes) < 2 or not held:
             continue
         vectorizer, weights, bias = _fit_classifier(training, fold_classes)
-        fold_model = Model(vectorizer, fold_classes, weights, bias, np.zeros(5))
+        fold_model = Model(vectorizer, fold_classes, weights, bias, np.zeros(7))
         probe = held + [Example(t, None) for t in off_topic]
-        p = np.vstack([fold_model.probabilities(e.text) for e in probe])
+        z = np.vstack([fold_model.scores(e.text) for e in probe])
         coverage = np.asarray([vectorizer.coverage(e.text) for e in probe])
-        predicted = [fold_classes[i] for i in p.argmax(axis=1)]
-        held_features.append(_confidence_features(p, coverage))
+        words = np.asarray([len(text.tokens(e.text)) for e in probe])
+        predicted = [fold_classes[i] for i in z.argmax(axis=1)]
+        held_features.append(_confidence_features(z, coverage, words))
         held_correct.extend(1.0 if e.label is not None and e.label == c else 0.0 for e, c in zip(probe, predicted))
+        held_weight.extend(UNSEEN_WEIGHT if group_of.get(e.label) == k else 1.0 for e in probe)
 
     vectorizer, weights, bias = _fit_classifier(labelled, classes)
     if held_features and 0 < sum(held_correct) < len(held_correct):
-        calibrator = _fit_logistic(np.vstack(held_features), np.asarray(held_correct))
+        calibrator = _fit_logistic(np.vstack(held_features), np.asarray(held_correct), weights=np.asarray(held_weight))
     else:  # too little data to hold any out: a cautious fixed mapping (never auto-answers alone)
-        calibrator = np.asarray([0.5, 0.0, 0.0, 0.0, -0.5])
+        calibrator = np.asarray([0.5, 0.0, 0.0, 0.0, 0.0, 0.0, -0.5])
     info = {"articles": len(classes), "examples": len(labelled), "offTopic": len(off_topic),
             "features": len(vectorizer.vocabulary), "heldOut": len(held_correct),
             "heldOutAccuracy": round(float(np.mean(held_correct)), 4) if held_correct else None}
