@@ -115,8 +115,7 @@ def run(kb: str, queries_path: str, workspace: str = "bench", url: str | None = 
                                "mean": round(statistics.fmean(search_ms), 3)}
         report["latency_ratio_p99"] = round(report["latency_ms"]["p99"] / report["search_ms"]["p99"], 2)
         if stack is not None and conversations:
-            report["conversations"] = _conversations(stack, workspace, queries, conversations,
-                                                     search_p50=report["search_ms"]["p50"])
+            report["conversations"] = _conversations(stack, workspace, queries, conversations)
         report["kb"] = {"imported": imported.get("imported"), "refused": imported.get("refused"),
                         "ready_s": round(ready_s, 1), "model": (model or {}).get("info"),
                         "train_s": (model or {}).get("trainSeconds")}
@@ -126,8 +125,9 @@ def run(kb: str, queries_path: str, workspace: str = "bench", url: str | None = 
             stack.stop()
 
 
-def _conversations(stack, workspace: str, queries: list[dict], count: int, *, search_p50: float) -> dict:
-    """Customers over real WebSockets: each sends one query as the first message of a conversation."""
+def _conversations(stack, workspace: str, queries: list[dict], count: int) -> dict:
+    """Customers over real WebSockets: each sends one query as the first message of a conversation.
+    The bot's reply is compared with the ack of the same message (one stored message round trip)."""
     import secrets
 
     from kefu import tokens
@@ -145,7 +145,8 @@ def _conversations(stack, workspace: str, queries: list[dict], count: int, *, se
             t0 = time.perf_counter()
             ws.send(json.dumps({"action": "message", "clientMessageId": "q1", "text": query["text"][:4000]}))
             acked = replied = None
-            while acked is None or replied is None:
+            settled = False  # a handover is done once routing has told the customer (queue, offline...)
+            while acked is None or replied is None or not settled:
                 frame = json.loads(ws.recv(timeout=30))
                 now = (time.perf_counter() - t0) * 1000
                 if frame.get("type") == "ack":
@@ -154,6 +155,9 @@ def _conversations(stack, workspace: str, queries: list[dict], count: int, *, se
                     replied = now
                     decision = frame.get("meta", {}).get("decision", "?")
                     decisions[decision] = decisions.get(decision, 0) + 1
+                    settled = settled or decision == "answer"
+                elif frame.get("type") in ("routed", "queue", "offline"):
+                    settled = True
             ack_ms.append(acked)
             reply_ms.append(replied)
     return {
@@ -161,5 +165,5 @@ def _conversations(stack, workspace: str, queries: list[dict], count: int, *, se
         "decisions": decisions,
         "ack_ms": {"p50": round(_percentile(ack_ms, 0.5), 2), "p99": round(_percentile(ack_ms, 0.99), 2)},
         "bot_reply_ms": {"p50": round(_percentile(reply_ms, 0.5), 2), "p99": round(_percentile(reply_ms, 0.99), 2)},
-        "bot_reply_vs_search_p50": round(_percentile(reply_ms, 0.5) / search_p50, 1) if search_p50 else None,
+        "bot_reply_vs_ack_p50": round(_percentile(reply_ms, 0.5) / _percentile(ack_ms, 0.5), 2),
     }

@@ -41,3 +41,4 @@ def test_conversations_over_websocket_get_a_bot_reply_each(report):
     assert set(played["decisions"]) <= {"answer", "review", "handoff"}
     assert 0 < played["ack_ms"]["p50"] <= played["ack_ms"]["p99"]
     assert 0 < played["bot_reply_ms"]["p50"] <= played["bot_reply_ms"]["p99"]
+    assert played["bot_reply_vs_ack_p50"] > 0
