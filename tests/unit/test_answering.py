@@ -269,3 +269,11 @@ def test_thresholds_are_validated():
 def test_decision_public_shape():
     assert set(Decision("handoff", 0.1234567, None, None, "x").public()) == {
         "decision", "confidence", "article_id", "answer", "reason"}
+
+
+def test_a_one_article_kb_never_answers_alone():
+    model = train([Example("怎么退货", "returns"), Example("退货流程是怎样的", "returns"),
+                   Example("how do i return an item", "returns"), Example("今天天气怎么样", None)])
+    assert model.predict("怎么退货").confidence < ANSWER_AT  # at most a review: an agent confirms
+    assert model.predict("怎么退货").confidence >= REVIEW_AT
+    assert model.predict("推荐一部好看的电影").confidence < REVIEW_AT  # off topic: a human

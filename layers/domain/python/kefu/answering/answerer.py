@@ -164,7 +164,12 @@ class Answerer:
             return Decision("handoff", 0.0, None, None, "the knowledge base has no trained model yet", slots=known,
                             code="no_model")
 
-        prediction = model.predict(question)
+        try:
+            prediction = model.predict(question)
+        except Exception:  # noqa: BLE001 - a model that cannot score this text: a human can
+            log.exception("answering model failed on a question")
+            return Decision("handoff", 0.0, None, None, "the answering model is unavailable", slots=known,
+                            model_version=version, code="model_unavailable")
         favourites = [article_id for article_id, _ in prediction.ranked]
         try:
             found = {c["id"]: c for c in self.index.candidates(workspace, question, favourites)}

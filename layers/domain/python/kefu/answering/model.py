@@ -186,7 +186,7 @@ def _confidence_features(scores: np.ndarray, coverage: np.ndarray, words: np.nda
     how familiar the words are and how many there are."""
     top2 = -np.sort(-_softmax(scores), axis=1)[:, :2]
     p1 = np.clip(top2[:, 0], 1e-6, 1 - 1e-6)
-    p2 = np.clip(top2[:, 1], 1e-6, 1 - 1e-6)
+    p2 = np.clip(top2[:, 1] if top2.shape[1] > 1 else np.zeros(len(top2)), 1e-6, 1 - 1e-6)  # one article: no rival
     odds = np.log(p1 / (1 - p1))
     return np.column_stack([odds, np.log(p1 / p2), coverage, coverage * odds,
                             scores.max(axis=1).astype(np.float64), np.log1p(words)])
@@ -322,8 +322,9 @@ def train(examples: list[Example], folds: int = CALIBRATION_FOLDS, seed: int = 0
     vectorizer, weights, bias = _fit_classifier(labelled, classes)
     if held_features and 0 < sum(held_correct) < len(held_correct):
         calibrator = _fit_logistic(np.vstack(held_features), np.asarray(held_correct), weights=np.asarray(held_weight))
-    else:  # too little data to hold any out: a cautious fixed mapping (never auto-answers alone)
-        calibrator = np.asarray([0.5, 0.0, 0.0, 0.0, 0.0, 0.0, -0.5])
+    else:  # too little data to hold anything out (one article): only the words' familiarity counts, and
+        # at most for a review (full coverage: 0.80 before the reshape), never an automatic answer
+        calibrator = np.asarray([0.0, 0.0, 2.0, 0.0, 0.0, 0.0, -0.6])
     info = {"articles": len(classes), "examples": len(labelled), "offTopic": len(off_topic),
             "features": len(vectorizer.vocabulary), "heldOut": len(held_correct),
             "heldOutAccuracy": round(float(np.mean(held_correct)), 4) if held_correct else None}
