@@ -219,14 +219,19 @@ class Bot:
         except Exception:  # noqa: BLE001 - a lost miss costs a statistic, not the conversation
             log.exception("could not record a missed question")
 
+    def _participant(self, who: Principal, conversation_id: str) -> Conversation:
+        """The conversation if the caller takes part in it; the same NotFound for any other id."""
+        conversation = self.store.get_conversation(who.workspace, conversation_id)
+        if conversation is None or not conversation.is_participant(who):
+            raise NotFound("no such conversation")
+        return conversation
+
     # ------------------------------------------------------------ ratings
 
     def rate(self, who: Principal, frame: frames.RateFrame) -> dict:
         if who.role != "customer":
             raise Forbidden("only the customer rates the bot's answers")
-        conversation = self.store.get_conversation(who.workspace, frame.conversationId)
-        if conversation is None or not conversation.is_participant(who):
-            raise NotFound("no such conversation")
+        conversation = self._participant(who, frame.conversationId)
         answer = self.store.get_message(who.workspace, conversation.id, frame.seq)
         if answer is None or answer.sender.get("role") != "bot" or not (answer.meta or {}).get("rateable"):
             raise InvalidFrame(f"message {frame.seq} is not an answer of the bot")
@@ -260,9 +265,7 @@ class Bot:
     def act_on_suggestion(self, who: Principal, frame: frames.SuggestionFrame) -> dict:
         if who.role != "agent":
             raise Forbidden("suggestions are for agents")
-        conversation = self.store.get_conversation(who.workspace, frame.conversationId)
-        if conversation is None or not conversation.is_participant(who):
-            raise NotFound("no such conversation")
+        conversation = self._participant(who, frame.conversationId)
         if conversation.status == "closed":
             raise ConversationClosed("the conversation is closed")
         suggestion = conversation.suggestion

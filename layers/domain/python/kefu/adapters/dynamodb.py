@@ -293,6 +293,16 @@ def _get(model: type[Model], hash_key: str, range_key: str):
         return None
 
 
+def _update_meta(conversation: Conversation, actions: list, condition: Condition) -> None:
+    """One conditional update of a conversation's META item; StateConflict when the condition fails."""
+    try:
+        MetaItem(conv_pk(conversation.workspace, conversation.id), "META").update(actions=actions, condition=condition)
+    except UpdateError as error:
+        if _condition_failed(error):
+            raise StateConflict() from None
+        raise
+
+
 def _condition_failed(error: Exception) -> bool:
     cause = getattr(error, "cause_response_code", None)
     return cause == "ConditionalCheckFailedException"
@@ -558,37 +568,19 @@ class DynamoStore:
 
     def remember(self, conversation: Conversation, bot: dict) -> None:
         """Keep the bot's memory (slots, turns) while the bot still has the conversation."""
-        try:
-            MetaItem(conv_pk(conversation.workspace, conversation.id), "META").update(
-                actions=[MetaItem.bot.set(bot)], condition=MetaItem.status == "bot")
-        except UpdateError as error:
-            if _condition_failed(error):
-                raise StateConflict() from None
-            raise
+        _update_meta(conversation, [MetaItem.bot.set(bot)], MetaItem.status == "bot")
 
     def leave_bot(self, conversation: Conversation, suggestion: dict | None) -> None:
         """The bot lets go: the conversation is open for routing, with the answer it suggests (if any)."""
         actions = [MetaItem.status.set("open"), MetaItem.updatedAt.set(now_iso())]
         if suggestion is not None:
             actions += [MetaItem.suggestion.set(suggestion), MetaItem.suggestionId.set(suggestion["id"])]
-        try:
-            MetaItem(conv_pk(conversation.workspace, conversation.id), "META").update(
-                actions=actions, condition=MetaItem.status == "bot")
-        except UpdateError as error:
-            if _condition_failed(error):
-                raise StateConflict() from None
-            raise
+        _update_meta(conversation, actions, MetaItem.status == "bot")
 
     def clear_suggestion(self, conversation: Conversation, suggestion_id: str) -> None:
         """Raises StateConflict unless this suggestion was still waiting for the agent."""
-        try:
-            MetaItem(conv_pk(conversation.workspace, conversation.id), "META").update(
-                actions=[MetaItem.suggestion.remove(), MetaItem.suggestionId.remove()],
-                condition=MetaItem.suggestionId == suggestion_id)
-        except UpdateError as error:
-            if _condition_failed(error):
-                raise StateConflict() from None
-            raise
+        _update_meta(conversation, [MetaItem.suggestion.remove(), MetaItem.suggestionId.remove()],
+                     MetaItem.suggestionId == suggestion_id)
 
     def record_rating(self, conversation: Conversation, seq: int, article_id: str, helpful: bool) -> bool:
         """The customer's vote on one bot answer; False when that answer was already rated."""
