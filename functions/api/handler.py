@@ -138,11 +138,7 @@ def put_bot(workspace: str, body: dict) -> dict:
 def _bot_settings(workspace: str):
     from kefu.bot import BotSettings
 
-    try:
-        return BotSettings.from_dict(store.bot_settings(workspace))
-    except InvalidRequest as error:  # stored before a validation rule existed: what the bot itself uses
-        logger.warning("stored bot settings unusable, defaults apply", extra={"problem": error.message})
-        return BotSettings()
+    return BotSettings.stored(store.bot_settings(workspace))  # what the bot itself uses
 
 
 # ---------------------------------------------------------------- knowledge base

@@ -90,6 +90,15 @@ class BotSettings:
         return cls(enabled=data.get("enabled", True), name=name.strip(), thresholds=thresholds,
                    handoff_on_not_helpful=data.get("handoffOnNotHelpful", True), texts=texts)
 
+    @classmethod
+    def stored(cls, data: dict | None) -> BotSettings:
+        """The settings as stored; the defaults if they no longer validate (stored before a rule existed)."""
+        try:
+            return cls.from_dict(data)
+        except InvalidRequest as error:
+            log.warning("bot settings unusable, using defaults: %s", error.message)
+            return cls()
+
     def to_dict(self) -> dict:
         return {"enabled": self.enabled, "name": self.name, "answerAt": self.thresholds.answer_at,
                 "reviewAt": self.thresholds.review_at, "handoffOnNotHelpful": self.handoff_on_not_helpful,
@@ -120,11 +129,7 @@ class Bot:
         cached = self._settings.get(workspace)
         if cached and time.monotonic() - cached[0] < self.ttl_s:
             return cached[1]
-        try:
-            settings = BotSettings.from_dict(self.store.bot_settings(workspace))
-        except InvalidRequest as error:  # stored before a validation rule existed
-            log.warning("bot settings unusable, using defaults: %s", error.message)
-            settings = BotSettings()
+        settings = BotSettings.stored(self.store.bot_settings(workspace))
         with self._lock:
             self._settings[workspace] = (time.monotonic(), settings)
         return settings
