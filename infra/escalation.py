@@ -1,9 +1,6 @@
-"""Ticket escalation state machine (Step Functions, direct DynamoDB integration).
-
-Input: ``{"waitSeconds": <int>, "pk": "<conversation pk>", "sk": "META"}``.
-Flow: Wait(waitSeconds) -> GetItem(Conversations) -> Choice: the item is still there ->
-Escalate (a Pass placeholder, extended later for ticket escalation), else Done.
-Only direct service integrations, so the local Step Functions engine runs it too.
+"""Ticket escalation: the state machine of kefu.escalation (one ASL definition for AWS and the local
+stack), its alert topic, and a least-privilege role: read and update the Tickets table's ticket
+items, put `ticket.escalated` events on the default bus, publish alerts.
 """
 
 from __future__ import annotations
@@ -13,60 +10,59 @@ from aws_cdk import aws_dynamodb as dynamodb
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_logs as logs
+from aws_cdk import aws_sns as sns
 from aws_cdk import aws_stepfunctions as sfn
-from aws_cdk import aws_stepfunctions_tasks as tasks
 from constructs import Construct
+from kefu import escalation, schema
 
 
 class Escalation(Construct):
-    def __init__(
-        self, scope: Construct, construct_id: str, *, conversations: dynamodb.ITable, key: kms.IKey
-    ) -> None:
+    def __init__(self, scope: Construct, construct_id: str, *, tickets: dynamodb.ITable, key: kms.IKey) -> None:
         super().__init__(scope, construct_id)
 
-        wait = sfn.Wait(self, "WaitForDeadline", time=sfn.WaitTime.seconds_path("$.waitSeconds"))
-        get_conversation = tasks.DynamoGetItem(
+        self.alert_topic = sns.Topic(
+            self, "Alerts", display_name="kefu ticket escalation alerts", master_key=key, enforce_ssl=True
+        )
+        role = iam.Role(
             self,
-            "GetConversation",
-            table=conversations,
-            key={
-                "pk": tasks.DynamoAttributeValue.from_string(sfn.JsonPath.string_at("$.pk")),
-                "sk": tasks.DynamoAttributeValue.from_string(sfn.JsonPath.string_at("$.sk")),
-            },
-            consistent_read=True,
-            result_path="$.conversation",
+            "Role",
+            assumed_by=iam.ServicePrincipal("states.amazonaws.com"),
+            description="kefu ticket escalation: tickets table, default event bus, alert topic",
         )
-        escalate = sfn.Pass(self, "Escalate", comment="Placeholder: raise the ticket's priority and notify")
-        done = sfn.Succeed(self, "Done", comment="The conversation is gone: nothing to escalate")
-        decide = (
-            sfn.Choice(self, "StillOpen?")
-            .when(sfn.Condition.is_present("$.conversation.Item"), escalate)
-            .otherwise(done)
-        )
+        role.add_to_policy(iam.PolicyStatement(sid="Tickets", actions=["dynamodb:GetItem", "dynamodb:UpdateItem"],
+                                               resources=[tickets.table_arn]))
+        role.add_to_policy(iam.PolicyStatement(
+            sid="TableKey",
+            actions=["kms:Decrypt", "kms:DescribeKey", "kms:Encrypt", "kms:GenerateDataKey"],
+            resources=[key.key_arn],
+            conditions={"StringEquals": {"kms:ViaService": [f"dynamodb.{Aws.REGION}.amazonaws.com",
+                                                            f"sns.{Aws.REGION}.amazonaws.com"]}},
+        ))
+        role.add_to_policy(iam.PolicyStatement(
+            sid="Events", actions=["events:PutEvents"],
+            resources=[f"arn:{Aws.PARTITION}:events:{Aws.REGION}:{Aws.ACCOUNT_ID}:event-bus/default"],
+            conditions={"StringEquals": {"events:source": schema.EVENT_SOURCE_TICKETS}},
+        ))
+        self.alert_topic.grant_publish(role)
 
         self.log_group = logs.LogGroup(self, "Logs", retention=logs.RetentionDays.ONE_MONTH)
         self.state_machine = sfn.StateMachine(
             self,
             "StateMachine",
             comment="kefu ticket escalation",
-            definition_body=sfn.DefinitionBody.from_chainable(wait.next(get_conversation).next(decide)),
+            definition_body=sfn.DefinitionBody.from_string(escalation.definition_json()),
+            definition_substitutions={
+                escalation.TABLE: tickets.table_name,
+                escalation.TOPIC: self.alert_topic.topic_arn,
+                escalation.BUS: "default",
+            },
+            role=role,
             state_machine_type=sfn.StateMachineType.STANDARD,
-            timeout=Duration.days(30),
+            timeout=Duration.days(365),  # SLA chains of low-priority tickets run for weeks
             tracing_enabled=True,
-            logs=sfn.LogOptions(
-                destination=self.log_group, level=sfn.LogLevel.ALL, include_execution_data=False
-            ),
+            logs=sfn.LogOptions(destination=self.log_group, level=sfn.LogLevel.ALL, include_execution_data=False),
         )
-        # The Conversations table is encrypted with the stack key.
-        self.state_machine.add_to_role_policy(
-            iam.PolicyStatement(
-                sid="TableKey",
-                actions=["kms:Decrypt", "kms:DescribeKey"],
-                resources=[key.key_arn],
-                conditions={"StringEquals": {"kms:ViaService": f"dynamodb.{Aws.REGION}.amazonaws.com"}},
-            )
-        )
-        Validations.of(self.state_machine.role).acknowledge(
+        Validations.of(role).acknowledge(
             Acknowledgment(
                 id="AwsSolutions-IAM5[Resource::*]",
                 reason=(
@@ -75,3 +71,9 @@ class Escalation(Construct):
                 ),
             )
         )
+
+    @property
+    def executions_arn(self) -> str:
+        """Every execution of this machine (StopExecution's resource)."""
+        name = self.state_machine.state_machine_name
+        return f"arn:{Aws.PARTITION}:states:{Aws.REGION}:{Aws.ACCOUNT_ID}:execution:{name}:*"

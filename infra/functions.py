@@ -28,6 +28,8 @@ the spec and nothing else:
   ``s3:GetObject*`` / ``s3:List*`` / ``s3:Abort*`` and ``kms:GenerateDataKey*`` wildcards.
 - ``schedule``: an EventBridge rule with that schedule expression invokes the function (two
   retries); the function's resource policy allows that rule only.
+- ``escalations``: ``states:StartExecution`` on the escalation state machine (its ARN in
+  ``KEFU_ESCALATION_STATE_MACHINE_ARN``) and ``states:StopExecution`` on its executions.
 - ``search``: the HTTP methods of that level (``search.SEARCH_ACTIONS``) on the OpenSearch
   domain and its paths, ``KEFU_OPENSEARCH_URL`` (https://endpoint) and
   ``KEFU_OPENSEARCH_SIGV4=1``; the domain's access policy names the same roles
@@ -159,6 +161,7 @@ class Functions(Construct):
         secret: secretsmanager.ISecret,
         callback_url: str,
         manage_connections_arn: str,
+        escalation=None,
     ) -> None:
         super().__init__(scope, construct_id)
         check_references()
@@ -196,6 +199,8 @@ class Functions(Construct):
             if spec.search:
                 environment[schema.ENV_OPENSEARCH_URL] = f"https://{search_domain.domain_endpoint}"
                 environment[schema.ENV_OPENSEARCH_SIGV4] = "1"
+            if spec.escalations:
+                environment[schema.ENV_ESCALATION_ARN] = escalation.state_machine.state_machine_arn
             environment.update(spec.extra_env)
 
             function = lambda_.Function(
@@ -237,6 +242,12 @@ class Functions(Construct):
                             description=f"kefu {spec.name}: {spec.description}"[:512],
                             targets=[events_targets.LambdaFunction(function, retry_attempts=2)])
             self._grant_buckets(role, spec, buckets, key)
+            if spec.escalations:
+                role.add_to_principal_policy(iam.PolicyStatement(
+                    sid="StartEscalations", actions=["states:StartExecution"],
+                    resources=[escalation.state_machine.state_machine_arn]))
+                role.add_to_principal_policy(iam.PolicyStatement(
+                    sid="StopEscalations", actions=["states:StopExecution"], resources=[escalation.executions_arn]))
             if spec.search:
                 role.add_to_principal_policy(
                     iam.PolicyStatement(
@@ -247,7 +258,7 @@ class Functions(Construct):
                 )
                 self.search_roles[spec.search].append(role)
 
-            self._acknowledge(spec, role, manage_connections_arn, buckets, search_domain)
+            self._acknowledge(spec, role, manage_connections_arn, buckets, search_domain, escalation)
             self.functions[spec.name] = function
             self.roles[spec.name] = role
             self.log_groups[spec.name] = log_group
@@ -413,7 +424,7 @@ class Functions(Construct):
 
     @staticmethod
     def _acknowledge(spec: schema.Function, role: iam.Role, manage_connections_arn: str,
-                     buckets: dict, search_domain: opensearch.IDomain) -> None:
+                     buckets: dict, search_domain: opensearch.IDomain, escalation=None) -> None:
         wildcard_reasons = [
             "X-Ray PutTraceSegments/PutTelemetryRecords (active tracing) support no resource-level permissions"
         ]
@@ -445,6 +456,16 @@ class Functions(Construct):
                     reason=(
                         f"Objects of the {bucket_id} bucket are keyed at run time (per workspace and version); "
                         f"{granted} on this one bucket's objects, no List."
+                    ),
+                )
+            )
+        if spec.escalations:
+            Validations.of(role).acknowledge(
+                Acknowledgment(
+                    id=f"AwsSolutions-IAM5[Resource::{nag_resource(role, escalation.executions_arn)}]",
+                    reason=(
+                        "Executions are named at run time (ticket and deadline): StopExecution on the "
+                        "executions of the one escalation state machine."
                     ),
                 )
             )

@@ -34,6 +34,9 @@ class KefuStack(Stack):
         self.storage = Storage(self, "Storage", key=self.data.key, log_bucket=self.web.log_bucket)
         self.search = Search(self, "Search", key=self.data.key)
 
+        # Before the functions: ticket changes start and stop its runs.
+        self.escalation = Escalation(self, "Escalation", tickets=self.data.tables[schema.TICKETS.id], key=self.data.key)
+
         # API and stage first: the functions need the callback URL, the routes the functions.
         self.realtime = Realtime(self, "Realtime", logging_ready=self.api_gateway_logging)
         self.functions = Functions(
@@ -48,6 +51,7 @@ class KefuStack(Stack):
             secret=self.secrets.jwt_signing_key,
             callback_url=self.realtime.callback_url,
             manage_connections_arn=self.realtime.manage_connections_arn(),
+            escalation=self.escalation,
         )
         self.realtime.add_routes(self.functions.functions)
         self.search.trust(self.functions.search_roles)
@@ -57,9 +61,6 @@ class KefuStack(Stack):
             "Rest",
             handler=self.functions.functions[schema.REST_FUNCTION],
             logging_ready=self.api_gateway_logging,
-        )
-        self.escalation = Escalation(
-            self, "Escalation", conversations=self.data.tables[schema.CONVERSATIONS.id], key=self.data.key
         )
         self.monitoring = Monitoring(
             self,
@@ -88,6 +89,7 @@ class KefuStack(Stack):
         CfnOutput(self, "JwtSecretArn", value=self.secrets.jwt_signing_key.secret_arn)
         CfnOutput(self, "SearchEndpoint", value=self.search.domain.domain_endpoint)
         CfnOutput(self, "EscalationStateMachineArn", value=self.escalation.state_machine.state_machine_arn)
+        CfnOutput(self, "EscalationAlertTopicArn", value=self.escalation.alert_topic.topic_arn)
         CfnOutput(self, "AlarmTopicArn", value=self.monitoring.topic.topic_arn)
         for table_id, table in self.data.tables.items():
             CfnOutput(self, f"{table_id}TableName", value=table.table_name, description=schema.TABLES[table_id].env_var)

@@ -66,7 +66,8 @@ class MotoServer:
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "kefu_local.moto_server", self.host, str(self.port)],
             stdout=out, stderr=subprocess.STDOUT, preexec_fn=_die_with_parent,
-            env={**os.environ, **LOCAL_CREDENTIALS},
+            # TZ: moto's Step Functions Wait compares deadlines (UTC) with the local clock
+            env={**os.environ, **LOCAL_CREDENTIALS, "TZ": "UTC"},
         )
         _wait_http(f"{self.url}/moto-api/", 30, self.proc, "moto server")
         # Step Functions: run state machines for real (Pass/Wait/Choice and DynamoDB tasks)
@@ -150,3 +151,17 @@ def _key_schema(partition: schema.Key, sort: schema.Key | None) -> list[dict]:
     if sort:
         keys.append({"AttributeName": sort.name, "KeyType": "RANGE"})
     return keys
+
+
+def create_escalation(sfn, sns) -> tuple[str, str]:
+    """The ticket escalation state machine from the same ASL as the CDK stack, and its alert topic.
+    Returns (state machine ARN, alert topic ARN)."""
+    from kefu import escalation
+
+    topic = sns.create_topic(Name=schema.LOCAL_ALERT_TOPIC)["TopicArn"]
+    definition = escalation.definition_json({
+        escalation.TABLE: schema.TICKETS.local_name, escalation.TOPIC: topic, escalation.BUS: "default",
+    })
+    arn = sfn.create_state_machine(name=schema.LOCAL_ESCALATION_NAME, definition=definition,
+                                   roleArn="arn:aws:iam::123456789012:role/kefu-escalation")["stateMachineArn"]
+    return arn, topic

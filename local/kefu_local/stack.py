@@ -18,7 +18,7 @@ from . import config
 from .gateway import Gateway
 from .queues import QueuePoller, create_queues
 from .runtime import STATS, LambdaRuntime, install_request_counter
-from .services import LOCAL_CREDENTIALS, MotoServer, SearchServer, create_tables, free_port
+from .services import LOCAL_CREDENTIALS, MotoServer, SearchServer, create_escalation, create_tables, free_port
 from .streams import StreamPoller
 
 log = logging.getLogger("kefu.local")
@@ -101,6 +101,8 @@ class LocalStack:
         sqs = self.client("sqs")
         self.queue_urls = create_queues(sqs)
         os.environ.update({schema.QUEUES[q].env_var: url for q, url in self.queue_urls.items()})
+        self.escalation_arn, self.alert_topic_arn = create_escalation(self.client("stepfunctions"), self.client("sns"))
+        os.environ[schema.ENV_ESCALATION_ARN] = self.escalation_arn
 
         install_request_counter()
         runtime = LambdaRuntime(config.ROOT / "functions")

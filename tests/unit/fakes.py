@@ -8,6 +8,7 @@ from dataclasses import replace
 from kefu.models import Agent, ConnectionRef, Conversation, Message, Principal, now_iso
 from kefu.ports import AssignConflict, ConversationAlreadyOpen, DuplicateMessage, SeqConflict, StateConflict
 from kefu.routing import QueueEntry
+from kefu.tickets import Ticket
 
 
 class MemoryStore:
@@ -24,7 +25,6 @@ class MemoryStore:
         self.workspace_settings: dict[str, dict] = {}
         self.handled: dict[tuple[str, str], tuple[int, int]] = {}
         self.counters: dict[tuple[str, str], int] = {}
-        self.forms: list[dict] = []
         self.calls = 0
 
     def _call(self) -> None:
@@ -96,10 +96,6 @@ class MemoryStore:
     def add_counter(self, workspace, name, n=1):
         self._call()
         self.counters[(workspace, name)] = self.counters.get((workspace, name), 0) + n
-
-    def save_offline_form(self, workspace, form):
-        self._call()
-        self.forms.append(dict(form))
 
     # connections
     def add_connection(self, who: Principal, connection_id, conversation_ids):
@@ -296,3 +292,57 @@ class FakeTimers:
         for payload in due:
             router.timer(payload)
         return len(due)
+
+
+class MemoryTicketStore:
+    """kefu.tickets.TicketStore in memory: the same version and status conditions as DynamoDB."""
+
+    FIELDS = {"assignee_id", "assignee_name", "group", "subject", "description", "priority", "status", "deadline",
+              "conversations"}
+
+    def __init__(self) -> None:
+        self.tickets: dict[tuple[str, str], Ticket] = {}
+        self.comment_items: dict[tuple[str, str], list[dict]] = {}
+        self.settings: dict[str, dict] = {}
+
+    def create_ticket(self, ticket):
+        assert (ticket.workspace, ticket.id) not in self.tickets
+        self.tickets[(ticket.workspace, ticket.id)] = ticket
+
+    def get_ticket(self, workspace, ticket_id):
+        return self.tickets.get((workspace, ticket_id))
+
+    def update_ticket(self, ticket, changes, event, *, expect_status=None):
+        stored = self.tickets.get((ticket.workspace, ticket.id))
+        if stored is None or stored.version != ticket.version or (expect_status and stored.status != expect_status):
+            raise StateConflict()
+        assert set(changes) <= self.FIELDS, changes
+        updated = replace(stored, **changes, history=(*stored.history, event), version=stored.version + 1,
+                          updated_at=event["at"])
+        self.tickets[(ticket.workspace, ticket.id)] = updated
+        return updated
+
+    def add_comment(self, ticket, comment, event):
+        stored = self.tickets[(ticket.workspace, ticket.id)]
+        self.tickets[(ticket.workspace, ticket.id)] = replace(stored, history=(*stored.history, event),
+                                                              version=stored.version + 1)
+        self.comment_items.setdefault((ticket.workspace, ticket.id), []).append(comment)
+        return ticket
+
+    def comments(self, workspace, ticket_id):
+        return list(self.comment_items.get((workspace, ticket_id), []))
+
+    def list_tickets(self, workspace, filters, cursor, limit):
+        found = [t for (ws, _), t in sorted(self.tickets.items(), key=lambda kv: kv[1].created_at, reverse=True)
+                 if ws == workspace and all(getattr(t, {"customerId": "customer_id", "groupId": "group",
+                                                        "assigneeId": "assignee_id"}.get(k, k)) == v
+                                            for k, v in filters.items() if v)]
+        start = int(cursor or 0)
+        page = found[start:start + limit]
+        return page, (str(start + limit) if start + limit < len(found) else None)
+
+    def ticket_settings(self, workspace):
+        return self.settings.get(workspace, {})
+
+    def put_ticket_settings(self, workspace, settings):
+        self.settings[workspace] = settings

@@ -8,8 +8,9 @@ from kefu.delivery import Delivery
 from kefu.errors import ConversationClosed, Forbidden, InvalidFrame, NoAgentAvailable, NotFound
 from kefu.models import Agent, Principal
 from kefu.router import Router
+from kefu.tickets import TicketService
 
-from .fakes import FakeTimers, MemoryStore, RecordingNotifier
+from .fakes import FakeTimers, MemoryStore, MemoryTicketStore, RecordingNotifier
 
 ALICE = Principal("demo", "agent", "alice", "Alice", agent_role="agent")
 BOB = Principal("demo", "agent", "bob", "Bob", agent_role="agent")
@@ -21,7 +22,8 @@ class World:
     def __init__(self):
         self.store, self.notifier, self.timers = MemoryStore(), RecordingNotifier(), FakeTimers()
         delivery = Delivery(self.store, self.notifier, threads=1)
-        self.router = Router(self.store, delivery, self.timers)
+        self.tickets = TicketService(MemoryTicketStore(), self.store, self.store)
+        self.router = Router(self.store, delivery, self.timers, tickets=self.tickets)
         self.service = ConversationService(self.store, delivery, self.router)
         self.store.put_agent(Agent("demo", "alice", "Alice", groups=("售后",), max_concurrent=1))
         self.store.put_agent(Agent("demo", "bob", "Bob", groups=("技术",), languages=("zh",), max_concurrent=1))
@@ -199,7 +201,9 @@ def test_outside_business_hours_the_customer_gets_the_offline_form(world):
     reply = world.router.offline_form(who, parse(action="offline_form", conversationId=conversation, name="张三",
                                                  contact="+86 138 0000 0000", question="退货怎么办？"))
     assert reply["status"] == "received"
-    assert world.store.forms[0]["question"] == "退货怎么办？" and world.store.forms[0]["conversationId"] == conversation
+    ticket = world.tickets.store.get_ticket("demo", reply["ticketId"])
+    assert ticket.description == "退货怎么办？" and ticket.conversations == (conversation,)
+    assert ticket.source == "offline_form" and ticket.contact == "+86 138 0000 0000" and ticket.customer_name == "张三"
     with pytest.raises(Forbidden):
         world.router.offline_form(ALICE, parse(action="offline_form", name="x", contact="y", question="z"))
 

@@ -109,7 +109,6 @@ class Store(Protocol):
     def add_counter(self, workspace: str, name: str, n: int = 1) -> None:
         """Add to this hour's counter (the same counters the stream aggregates)."""
 
-    def save_offline_form(self, workspace: str, form: dict) -> None: ...
 
 
 class Timers(Protocol):

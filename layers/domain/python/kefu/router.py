@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 from . import routing
 from .delivery import Delivery
 from .errors import Conflict, ConversationClosed, Forbidden, InvalidFrame, NoAgentAvailable, NotFound
-from .models import Agent, Conversation, Principal, new_id, now_iso
+from .models import Agent, Conversation, Principal, now_iso
 from .ports import AssignConflict, StateConflict, Store, Timers
 from .routing import Decision, Need, QueueEntry, RoutingSettings
 
@@ -32,10 +32,11 @@ OFFLINE_FORM_FIELDS = ["name", "contact", "question"]
 
 
 class Router:
-    def __init__(self, store: Store, delivery: Delivery, timers: Timers | None = None):
+    def __init__(self, store: Store, delivery: Delivery, timers: Timers | None = None, tickets=None):
         self.store = store
         self.delivery = delivery
         self.timers = timers
+        self.tickets = tickets  # TicketService: offline forms and unresolved closes become tickets
         self._handle_cache: dict[str, tuple[float, dict[str, float]]] = {}
 
     # ------------------------------------------------------------ asking for a human
@@ -375,6 +376,8 @@ class Router:
             self.store.record_handle_time(who.workspace, conversation.group or routing.ANY_GROUP,
                                           _ms(closed_at) - _ms(conversation.assigned_at))
         closed = {"type": "closed", "conversationId": conversation.id, "by": who.sender(), "resolved": frame.resolved}
+        if not frame.resolved and self.tickets is not None:
+            closed["ticketId"] = self._ticket_for_unresolved(conversation, who)
         _, connections = self.store.load_for_fanout(who.workspace, conversation.id)
         self.delivery.deliver(connections, closed)
         if conversation.agent_id:
@@ -383,6 +386,18 @@ class Router:
             self._notify_positions(who.workspace, waiting_before, self.store.queue_entries(who.workspace),
                                    self.store.list_agents(who.workspace), skip=None)
         return closed
+
+    def _ticket_for_unresolved(self, conversation: Conversation, who: Principal) -> str | None:
+        """What a chat could not finish goes on as a ticket, with the end of the chat as its description.
+        The close has happened: a failure here is logged and reported in the frame, not raised."""
+        lines = [f"{m.sender.get('name') or m.sender.get('role')}: {m.text}"
+                 for m in self.store.last_messages(conversation.workspace, conversation.id, 10)
+                 if m.sender.get("role") != "system"]
+        try:
+            return self.tickets.from_unresolved_close(conversation, who, "\n".join(lines)).id
+        except Exception:
+            log.exception("ticket for an unresolved close", extra={"conversationId": conversation.id})
+            return None
 
     # ------------------------------------------------------------ presence
 
@@ -498,18 +513,15 @@ class Router:
             raise Forbidden("the offline form is for customers")
         if frame.conversationId is not None:
             self._visible(who, frame.conversationId)
-        form = {
-            "formId": new_id("f"),
+        ticket = self.tickets.from_offline_form({
             "workspace": who.workspace,
             "customerId": who.id,
             "conversationId": frame.conversationId,
-            "name": frame.name,
+            "name": frame.name or who.name,
             "contact": frame.contact,
             "question": frame.question,
-            "createdAt": now_iso(),
-        }
-        self.store.save_offline_form(who.workspace, form)
-        return {"type": "offline_form", "formId": form["formId"], "status": "received",
+        })
+        return {"type": "offline_form", "ticketId": ticket.id, "status": "received",
                 "message": "Thank you. We will get back to you as soon as we are open."}
 
     def _offline_offer(self, conversation: Conversation, reason: str) -> dict:

@@ -106,7 +106,27 @@ KNOWLEDGE = Table(
     stream="NEW_AND_OLD_IMAGES",  # deletes need the old image to leave the index
 )
 
-TABLES: dict[str, Table] = {t.id: t for t in (CONVERSATIONS, CONNECTIONS, DIRECTORY, METRICS, KNOWLEDGE)}
+TICKETS = Table(
+    id="Tickets",
+    env_var="KEFU_TABLE_TICKETS",
+    local_name="kefu-tickets",
+    # pk "{ws}#T#{ticketId}": sk "TICKET" the ticket with its event history (one item, so a change and its
+    # event are one conditional write, also for the escalation state machine), sk "CM#{createdAt}#{id}" comments;
+    # pk "{ws}", sk "TICKET_SETTINGS": SLA per priority, escalation group and levels
+    partition_key=Key("pk"),
+    sort_key=Key("sk"),
+    indexes=(
+        # sparse (TICKET items only): a workspace's tickets, newest first, for lists and filters
+        Index("byWorkspace", Key("listKey"), Key("createdAt")),
+        # a customer's tickets, for the profile
+        Index("byCustomer", Key("customerKey"), Key("createdAt")),
+    ),
+    stream="NEW_AND_OLD_IMAGES",  # escalation starts on a new deadline and stops on resolution
+)
+
+TABLES: dict[str, Table] = {
+    t.id: t for t in (CONVERSATIONS, CONNECTIONS, DIRECTORY, METRICS, KNOWLEDGE, TICKETS)
+}
 
 # ---------------------------------------------------------------- S3
 
@@ -144,6 +164,13 @@ class Queue:
 TIMERS = Queue(id="Timers", env_var="KEFU_TIMERS_QUEUE_URL", local_name="kefu-timers")
 QUEUES: dict[str, Queue] = {q.id: q for q in (TIMERS,)}
 
+# ---------------------------------------------------------------- Step Functions, SNS, EventBridge
+
+ENV_ESCALATION_ARN = "KEFU_ESCALATION_STATE_MACHINE_ARN"  # the ticket escalation machine (escalation.py)
+LOCAL_ESCALATION_NAME = "kefu-ticket-escalation"
+LOCAL_ALERT_TOPIC = "kefu-alerts"  # SNS: escalation alerts (a ticket overdue at the top level, a failed step)
+EVENT_SOURCE_TICKETS = "kefu.tickets"  # EventBridge source of ticket.escalated (default bus)
+
 # ---------------------------------------------------------------- other names
 
 ENV_WS_CALLBACK_URL = "KEFU_WS_CALLBACK_URL"  # the @connections management endpoint
@@ -178,6 +205,7 @@ class Function:
     writes_buckets: tuple[str, ...] = ()  # bucket ids it writes objects to (implies read)
     search: str | None = None  # OpenSearch access: "read" (search) or "write" (index documents too)
     schedule: str | None = None  # an EventBridge schedule expression that invokes it ("rate(1 day)")
+    escalations: bool = False  # starts and stops ticket escalation executions
     memory_mb: int = 256
     timeout_s: int = 10
     extra_env: dict[str, str] = field(default_factory=dict)
@@ -228,7 +256,7 @@ FUNCTIONS: tuple[Function, ...] = (
         "ws_route",
         "Routes a conversation to an agent or the queue; leaving the queue, closing, the offline form",
         route_keys=("route", "cancel", "close", "offline_form"),
-        writes=ROUTING_TABLES,
+        writes=(*ROUTING_TABLES, "Tickets"),  # offline forms and unresolved closes become tickets
         manage_connections=True,
         sends_to=("Timers",),  # routing schedules checks (a customer who left the queue)
     ),
@@ -257,7 +285,7 @@ FUNCTIONS: tuple[Function, ...] = (
         "api",
         "REST API for widgets, apps and integrators",
         reads=("Conversations", "Metrics"),  # Metrics: the bot's unanswered questions (kb maintenance)
-        writes=("Directory", "Knowledge"),
+        writes=("Directory", "Knowledge", "Tickets"),
         reads_buckets=("Models",),
         search="read",
         needs_secret=True,
@@ -291,6 +319,14 @@ FUNCTIONS: tuple[Function, ...] = (
         schedule="rate(1 day)",
         memory_mb=512,
         timeout_s=300,
+    ),
+    Function(
+        "ticket_events",
+        "Starts a ticket's escalation run for each new SLA deadline, stops it when the ticket is resolved",
+        reads=("Tickets",),
+        stream_of="Tickets",
+        escalations=True,
+        timeout_s=60,
     ),
     Function(
         "timers",

@@ -65,7 +65,7 @@ def delivery():
 def router():
     from .router import Router
 
-    return Router(store(), delivery(), _OnFirstUse(timers))
+    return Router(store(), delivery(), _OnFirstUse(timers), tickets=_OnFirstUse(tickets))
 
 
 @lru_cache(maxsize=1)
@@ -129,3 +129,24 @@ def maintainer():
     from .answering.maintenance import Maintainer
 
     return Maintainer(knowledge_store(), store())
+
+
+@lru_cache(maxsize=1)
+def ticket_store():
+    from .adapters.ticket_store import DynamoTicketStore
+
+    return DynamoTicketStore()
+
+
+@lru_cache(maxsize=1)
+def tickets():
+    from .tickets import TicketService
+
+    return TicketService(ticket_store(), store(), store())
+
+
+@lru_cache(maxsize=1)
+def escalations():
+    from .adapters.escalations import StepFunctionsEscalations
+
+    return StepFunctionsEscalations(os.environ[schema.ENV_ESCALATION_ARN])

@@ -192,14 +192,6 @@ class OpenPointer(ConversationItem, discriminator="open"):
     conversationId = UnicodeAttribute()
 
 
-class OfflineFormItem(ConversationItem, discriminator="form"):
-    """pk "{ws}#F#{formId}": what a customer left outside business hours (a ticket once tickets exist)."""
-
-    workspace = UnicodeAttribute()
-    form = JSONAttribute()
-    createdAt = UnicodeAttribute()
-
-
 class ConnectionItem(Model):
     Meta = _meta(schema.CONNECTIONS)
     pk = UnicodeAttribute(hash_key=True)
@@ -779,14 +771,6 @@ class DynamoStore:
 
         MetricItem(workspace, f"{now_iso()[:13]}#{name}").update(
             actions=[MetricItem.value.add(n), MetricItem.expiresAt.set(int(time.time()) + METRIC_RETENTION_S)])
-
-    def save_offline_form(self, workspace: str, form: dict) -> None:
-        OfflineFormItem(f"{workspace}#F#{form['formId']}", "FORM", workspace=workspace, form=form,
-                        createdAt=form["createdAt"]).save(condition=OfflineFormItem.pk.does_not_exist())
-
-    def offline_forms(self, workspace: str, form_id: str) -> dict | None:
-        item = _get(OfflineFormItem, f"{workspace}#F#{form_id}", "FORM")
-        return item.form if isinstance(item, OfflineFormItem) else None
 
     # helpers ------------------------------------------------------------
 

@@ -1,0 +1,32 @@
+"""Reacts to ticket changes (the Tickets stream): starts an escalation run for each new SLA deadline of
+an open or pending ticket and stops the previous run when the ticket is resolved, closed or gets a new
+deadline. Runs are named by ticket and deadline, so redelivered records change nothing."""
+
+from __future__ import annotations
+
+from aws_lambda_powertools.utilities.data_classes import DynamoDBStreamEvent, event_source
+
+from kefu import wiring
+from kefu.adapters.ticket_store import ticket_from_image
+from kefu.logs import logger
+from kefu.tickets import TICKET_SK, escalation_input, escalation_plan
+
+
+@event_source(data_class=DynamoDBStreamEvent)
+def handler(event: DynamoDBStreamEvent, context):
+    started = stopped = 0
+    for record in event.records:
+        change = record.dynamodb
+        if change is None or (change.new_image or change.old_image or {}).get("sk") != TICKET_SK:
+            continue
+        old = ticket_from_image(change.old_image) if change.old_image else None
+        new = ticket_from_image(change.new_image) if change.new_image else None
+        stop, start = escalation_plan(old, new)
+        if stop:
+            stopped += wiring.escalations().stop(stop, cause=f"ticket {new.status if new else 'deleted'}")
+        if start:
+            payload = escalation_input(new, wiring.tickets().settings(new.workspace))
+            started += wiring.escalations().start(start, payload)
+    if started or stopped:
+        logger.info("escalation runs", extra={"started": started, "stopped": stopped})
+    return {"started": started, "stopped": stopped}

@@ -1,0 +1,260 @@
+"""The TicketStore port on the Tickets table (boto3: the escalation state machine writes the same
+item with native DynamoDB lists and maps, so this adapter reads and writes plain attribute values).
+
+pk "{ws}#T#{id}", sk "TICKET": the ticket and its history; sk "CM#{createdAt}#{id}": comments;
+pk "{ws}", sk "TICKET_SETTINGS": the workspace's ticket settings. Every change is one conditional
+update on `version` that also appends its event to `history`.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import os
+from decimal import Decimal
+
+import boto3
+from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
+from botocore.config import Config
+from botocore.exceptions import ClientError
+
+from .. import schema
+from ..errors import InvalidRequest
+from ..ports import StateConflict
+from ..tickets import MAX_HISTORY, TICKET_SK, Ticket, ticket_pk
+from .dynamodb import _host, _region
+
+SETTINGS_SK = "TICKET_SETTINGS"
+MAX_PAGES = 5  # a filtered page reads at most this many index pages before it returns what it has
+
+_serializer = TypeSerializer()
+_deserializer = TypeDeserializer()
+
+# domain field -> attribute
+_ATTRIBUTES = {
+    "subject": "subject", "description": "description", "priority": "priority", "status": "status",
+    "group": "groupId", "assignee_id": "assigneeId", "assignee_name": "assigneeName", "deadline": "deadline",
+    "conversations": "conversations",
+}
+
+
+def _plain(value):
+    if isinstance(value, Decimal):
+        return int(value) if value == value.to_integral_value() else float(value)
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    return value
+
+
+def _dynamo(value):
+    """Plain Python to DynamoDB attribute values (floats as Decimal, tuples as lists)."""
+    if isinstance(value, float):
+        return Decimal(str(value))
+    if isinstance(value, (list, tuple)):
+        return [_dynamo(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _dynamo(v) for k, v in value.items() if v is not None}
+    return value
+
+
+def _item(values: dict) -> dict:
+    return {k: _serializer.serialize(_dynamo(v)) for k, v in values.items() if v is not None}
+
+
+def _read(item: dict) -> dict:
+    return {k: _plain(_deserializer.deserialize(v)) for k, v in item.items()}
+
+
+def _ticket(values: dict) -> Ticket:
+    workspace, _, ticket_id = values["pk"].partition("#T#")
+    history = values.get("history")
+    return Ticket(
+        workspace=workspace, id=ticket_id, subject=values.get("subject", ""),
+        customer_id=values.get("customerId"), customer_name=values.get("customerName", ""),
+        description=values.get("description", ""), priority=values.get("priority", "normal"),
+        status=values.get("status", "open"), group=values.get("groupId"), assignee_id=values.get("assigneeId"),
+        assignee_name=values.get("assigneeName"), deadline=values.get("deadline"),
+        escalation_level=int(values.get("escalationLevel", 0)), conversations=tuple(values.get("conversations", ())),
+        source=values.get("source", "rest"), contact=values.get("contact"), created_at=values.get("createdAt", ""),
+        updated_at=values.get("updatedAt"), created_by=values.get("createdBy"),
+        # a history that is not a list is damaged (the escalation machine alerts on it): show it as such
+        history=tuple(history) if isinstance(history, list) else ({"type": "damaged", "value": str(history)},),
+        alert=values.get("alert"), version=int(values.get("version", 1)),
+    )
+
+
+def ticket_from_image(image: dict) -> Ticket:
+    """A Ticket from a stream image (Powertools deserialises it to plain values, numbers as Decimal)."""
+    return _ticket(_plain(dict(image)))
+
+
+class DynamoTicketStore:
+    def __init__(self) -> None:
+        self.table = os.environ.get(schema.TICKETS.env_var, schema.TICKETS.local_name)
+        self.client = boto3.client("dynamodb", region_name=_region(), endpoint_url=_host(),
+                                   config=Config(retries={"max_attempts": 5, "mode": "standard"}))
+
+    # ------------------------------------------------------------ tickets
+
+    def create_ticket(self, ticket: Ticket) -> None:
+        values = {
+            "pk": ticket_pk(ticket.workspace, ticket.id), "sk": TICKET_SK, "listKey": ticket.workspace,
+            "customerKey": f"{ticket.workspace}#{ticket.customer_id}" if ticket.customer_id else None,
+            "subject": ticket.subject, "description": ticket.description, "priority": ticket.priority,
+            "status": ticket.status, "groupId": ticket.group, "assigneeId": ticket.assignee_id,
+            "assigneeName": ticket.assignee_name, "customerId": ticket.customer_id,
+            "customerName": ticket.customer_name, "deadline": ticket.deadline,
+            "escalationLevel": ticket.escalation_level, "conversations": list(ticket.conversations),
+            "source": ticket.source, "contact": ticket.contact, "createdAt": ticket.created_at,
+            "updatedAt": ticket.created_at, "createdBy": ticket.created_by, "history": list(ticket.history),
+            "version": ticket.version,
+        }
+        self.client.put_item(TableName=self.table, Item=_item(values), ConditionExpression="attribute_not_exists(pk)")
+
+    def get_ticket(self, workspace: str, ticket_id: str) -> Ticket | None:
+        item = self.client.get_item(TableName=self.table, Key=_item({"pk": ticket_pk(workspace, ticket_id),
+                                                                     "sk": TICKET_SK}),
+                                    ConsistentRead=True).get("Item")
+        return _ticket(_read(item)) if item else None
+
+    def update_ticket(self, ticket: Ticket, changes: dict, event: dict, *, expect_status: str | None = None) -> Ticket:
+        names = {"#v": "version", "#h": "history", "#u": "updatedAt"}
+        values = {":v": ticket.version, ":one": 1, ":event": [event], ":now": event["at"]}
+        sets, removes = ["#u = :now", "#h = list_append(#h, :event)"], []
+        for i, (field, value) in enumerate(changes.items()):
+            names[f"#f{i}"] = _ATTRIBUTES[field]
+            if value is None:
+                removes.append(f"#f{i}")
+            else:
+                sets.append(f"#f{i} = :f{i}")
+                values[f":f{i}"] = list(value) if isinstance(value, tuple) else value
+        condition = "#v = :v"
+        if expect_status is not None:
+            names["#s"] = "status"
+            values[":expect"] = expect_status
+            condition += " AND #s = :expect"
+        expression = "SET " + ", ".join(sets) + " ADD #v :one" + (" REMOVE " + ", ".join(removes) if removes else "")
+        try:
+            result = self.client.update_item(
+                TableName=self.table, Key=_item({"pk": ticket_pk(ticket.workspace, ticket.id), "sk": TICKET_SK}),
+                UpdateExpression=expression, ConditionExpression=condition, ExpressionAttributeNames=names,
+                ExpressionAttributeValues=_item(values), ReturnValues="ALL_NEW",
+            )
+        except ClientError as error:
+            if error.response["Error"]["Code"] == "ConditionalCheckFailedException":
+                raise StateConflict() from None
+            raise
+        updated = _ticket(_read(result["Attributes"]))
+        if len(updated.history) > MAX_HISTORY:
+            self._trim_history(updated)
+        return updated
+
+    def _trim_history(self, ticket: Ticket) -> None:
+        """Keep the first event (creation) and the newest ones; best effort (a concurrent change wins)."""
+        keep = [ticket.history[0], {"type": "trimmed", "at": ticket.history[-1].get("at"),
+                                    "count": len(ticket.history) - MAX_HISTORY + 1}]
+        keep += list(ticket.history[-(MAX_HISTORY - 2):])
+        try:
+            self.client.update_item(
+                TableName=self.table, Key=_item({"pk": ticket_pk(ticket.workspace, ticket.id), "sk": TICKET_SK}),
+                UpdateExpression="SET #h = :h", ConditionExpression="#v = :v",
+                ExpressionAttributeNames={"#h": "history", "#v": "version"},
+                ExpressionAttributeValues=_item({":h": keep, ":v": ticket.version}),
+            )
+        except ClientError:
+            pass
+
+    def add_comment(self, ticket: Ticket, comment: dict, event: dict) -> Ticket:
+        """The comment item and the ticket's event in one transaction; a comment does not conflict with
+        other changes (no version condition), it only needs the ticket to exist."""
+        key = {"pk": ticket_pk(ticket.workspace, ticket.id)}
+        self.client.transact_write_items(TransactItems=[
+            {"Put": {"TableName": self.table, "ConditionExpression": "attribute_not_exists(pk)",
+                     "Item": _item({**key, "sk": f"CM#{comment['createdAt']}#{comment['commentId']}", **comment})}},
+            {"Update": {"TableName": self.table, "Key": _item({**key, "sk": TICKET_SK}),
+                        "ConditionExpression": "attribute_exists(pk)",
+                        "UpdateExpression": "SET #h = list_append(#h, :e), #u = :now ADD #v :one",
+                        "ExpressionAttributeNames": {"#h": "history", "#u": "updatedAt", "#v": "version"},
+                        "ExpressionAttributeValues": _item({":e": [event], ":now": event["at"], ":one": 1})}},
+        ])
+        return ticket
+
+    def comments(self, workspace: str, ticket_id: str) -> list[dict]:
+        out, start = [], None
+        while True:
+            kwargs = {"ExclusiveStartKey": start} if start else {}
+            page = self.client.query(
+                TableName=self.table, KeyConditionExpression="pk = :pk AND begins_with(sk, :cm)",
+                ExpressionAttributeValues=_item({":pk": ticket_pk(workspace, ticket_id), ":cm": "CM#"}),
+                ConsistentRead=True, **kwargs)
+            for item in page.get("Items", []):
+                values = _read(item)
+                out.append({k: values[k] for k in ("commentId", "author", "text", "internal", "createdAt") if k in values})
+            start = page.get("LastEvaluatedKey")
+            if not start:
+                return out
+
+    def list_tickets(self, workspace: str, filters: dict, cursor: str | None, limit: int) -> tuple[list[Ticket], str | None]:
+        """Newest first. Filters: status, priority, groupId, assigneeId (attribute filters), customerId
+        (the byCustomer index). The cursor is opaque to callers and bound to the workspace."""
+        customer = filters.get("customerId")
+        if customer:
+            index, key_name, key_value = "byCustomer", "customerKey", f"{workspace}#{customer}"
+        else:
+            index, key_name, key_value = "byWorkspace", "listKey", workspace
+        start = _decode_cursor(cursor, key_name, key_value)
+        names, values, clauses = {"#k": key_name}, {":k": key_value}, []
+        for i, name in enumerate(("status", "priority", "groupId", "assigneeId")):
+            wanted = filters.get(name)
+            if wanted:
+                names[f"#a{i}"] = name
+                values[f":a{i}"] = wanted
+                clauses.append(f"#a{i} = :a{i}")
+        query = {"TableName": self.table, "IndexName": index, "KeyConditionExpression": "#k = :k",
+                 "ScanIndexForward": False, "ExpressionAttributeNames": names}
+        if clauses:
+            query["FilterExpression"] = " AND ".join(clauses)
+        query["ExpressionAttributeValues"] = _item(values)
+        found: list[Ticket] = []
+        for _ in range(MAX_PAGES):
+            page = self.client.query(**query, Limit=limit - len(found) if not clauses else max(limit, 50),
+                                     **({"ExclusiveStartKey": start} if start else {}))
+            for item in page.get("Items", []):
+                found.append(_ticket(_read(item)))
+                if len(found) == limit:
+                    last = _read(item)
+                    key = {"pk": last["pk"], "sk": last["sk"], key_name: key_value, "createdAt": last["createdAt"]}
+                    return found, _encode_cursor(key)
+            start = page.get("LastEvaluatedKey")
+            if not start:
+                return found, None
+        return found, _encode_cursor(_read(start))
+
+    # ------------------------------------------------------------ settings
+
+    def ticket_settings(self, workspace: str) -> dict:
+        item = self.client.get_item(TableName=self.table, Key=_item({"pk": workspace, "sk": SETTINGS_SK})).get("Item")
+        return _read(item).get("settings", {}) if item else {}
+
+    def put_ticket_settings(self, workspace: str, settings: dict) -> None:
+        self.client.put_item(TableName=self.table, Item=_item({"pk": workspace, "sk": SETTINGS_SK, "settings": settings}))
+
+
+def _encode_cursor(key: dict) -> str:
+    return base64.urlsafe_b64encode(json.dumps(key, separators=(",", ":")).encode()).decode().rstrip("=")
+
+
+def _decode_cursor(cursor: str | None, key_name: str, key_value: str) -> dict | None:
+    if not cursor:
+        return None
+    try:
+        key = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+    except (ValueError, binascii.Error):
+        raise InvalidRequest("cursor: not a cursor this API returned") from None
+    if not isinstance(key, dict) or key.get(key_name) != key_value or set(key) != {"pk", "sk", key_name, "createdAt"} \
+            or not all(isinstance(v, str) for v in key.values()):
+        raise InvalidRequest("cursor: not a cursor of this list")
+    return _item(key)
