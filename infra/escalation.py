@@ -43,7 +43,9 @@ class Escalation(Construct):
             resources=[f"arn:{Aws.PARTITION}:events:{Aws.REGION}:{Aws.ACCOUNT_ID}:event-bus/default"],
             conditions={"StringEquals": {"events:source": schema.EVENT_SOURCE_TICKETS}},
         ))
-        self.alert_topic.grant_publish(role)
+        # written out: Topic.grant_publish on an encrypted topic adds a kms:GenerateDataKey* wildcard
+        role.add_to_policy(iam.PolicyStatement(sid="Alerts", actions=["sns:Publish"],
+                                               resources=[self.alert_topic.topic_arn]))
 
         self.log_group = logs.LogGroup(self, "Logs", retention=logs.RetentionDays.ONE_MONTH)
         self.state_machine = sfn.StateMachine(

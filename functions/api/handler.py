@@ -13,14 +13,15 @@ from pydantic import BaseModel, Field, StringConstraints
 from kefu import tokens, wiring
 from kefu.errors import Forbidden, InvalidRequest, KefuError, NotFound, Unauthorized
 from kefu.knowledge import MAX_IMPORT_LINES, parse_article, parse_jsonl
-from kefu.models import Agent
+from kefu.models import Agent, Principal
 from kefu.routing import RoutingSettings
 from kefu.logs import logger
 
 app = APIGatewayRestResolver(enable_validation=True)
 store = wiring.store()
 
-STATUS = {"unauthorized": 401, "forbidden": 403, "not_found": 404, "conflict": 409, "invalid_request": 422}
+STATUS = {"unauthorized": 401, "forbidden": 403, "not_found": 404, "conflict": 409, "invalid_request": 422,
+          "conversation_closed": 409}
 RANK = {"agent": 0, "supervisor": 1, "admin": 2}
 MAX_CAPACITY = 50  # concurrent conversations; more is a typo, not a workload
 
@@ -237,6 +238,152 @@ def last_maintenance(workspace: str) -> dict:
     return {"report": wiring.knowledge_store().last_report(workspace)}
 
 
+# ---------------------------------------------------------------- tickets
+
+TicketPriority = Literal["low", "normal", "high", "urgent"]
+TicketStatusName = Literal["open", "pending", "resolved", "closed"]
+OptionalId = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=r"^[\w.:\-]+$")]
+
+
+class TicketCreate(BaseModel):
+    subject: str = Field(min_length=1, max_length=200)
+    description: str = Field(default="", max_length=10_000)
+    priority: TicketPriority = "normal"
+    customerId: OptionalId | None = None
+    customerName: str = Field(default="", max_length=80)
+    conversationId: OptionalId | None = None
+    groupId: SkillGroup | None = None
+    assigneeId: OptionalId | None = None
+    contact: str | None = Field(default=None, max_length=200)
+
+
+class TicketPatch(BaseModel):
+    subject: str | None = Field(default=None, min_length=1, max_length=200)
+    description: str | None = Field(default=None, max_length=10_000)
+    priority: TicketPriority | None = None
+    groupId: SkillGroup | None = None
+    assigneeId: OptionalId | None = None  # null unassigns
+    version: int | None = Field(default=None, ge=1, description="the version you read; a newer one is a 409")
+
+
+class TicketStatusChange(BaseModel):
+    status: TicketStatusName
+    reason: str = Field(default="", max_length=1000, description="required to reopen a resolved or closed ticket")
+    version: int | None = Field(default=None, ge=1)
+
+
+class TicketComment(BaseModel):
+    text: str = Field(min_length=1, max_length=10_000)
+    internal: bool = Field(default=False, description="an agents-only note")
+
+
+class TicketLink(BaseModel):
+    conversationId: OptionalId
+
+
+@app.post("/workspaces/<workspace>/tickets")
+def create_ticket(workspace: str, body: TicketCreate) -> Response[dict]:
+    """Open a ticket (agents): optionally from a conversation (linked, its customer taken over)."""
+    who = _member(workspace, staff=True)
+    ticket = wiring.tickets().create(
+        workspace, subject=body.subject, description=body.description, priority=body.priority, by=who,
+        source="agent", customer_id=body.customerId, customer_name=body.customerName,
+        conversation_id=body.conversationId, group=body.groupId, assignee_id=body.assigneeId, contact=body.contact)
+    return Response(status_code=201, content_type="application/json", body=ticket.public())
+
+
+@app.get("/workspaces/<workspace>/tickets")
+def list_tickets(
+    workspace: str,
+    status: Annotated[TicketStatusName | None, Query()] = None,
+    priority: Annotated[TicketPriority | None, Query()] = None,
+    groupId: Annotated[str | None, Query(max_length=64)] = None,
+    assigneeId: Annotated[str | None, Query(max_length=64)] = None,
+    customerId: Annotated[str | None, Query(max_length=64)] = None,
+    cursor: Annotated[str | None, Query(max_length=2048)] = None,
+    limit: Annotated[int, Query(ge=1, le=100)] = 25,
+) -> dict:
+    """Tickets, newest first, filtered; `nextCursor` fetches the next page. Customers see their own."""
+    who = _member(workspace)
+    filters = {"status": status, "priority": priority, "groupId": groupId, "assigneeId": assigneeId,
+               "customerId": customerId}
+    items, next_cursor = wiring.tickets().list(workspace, filters, cursor, limit, who)
+    return {"items": [t.public() for t in items], "nextCursor": next_cursor}
+
+
+@app.get("/workspaces/<workspace>/tickets/<ticket_id>")
+def get_ticket(workspace: str, ticket_id: str) -> dict:
+    return wiring.tickets().get(workspace, ticket_id, _member(workspace)).public()
+
+
+@app.patch("/workspaces/<workspace>/tickets/<ticket_id>")
+def patch_ticket(workspace: str, ticket_id: str, body: TicketPatch) -> dict:
+    """Change subject, description, priority (restarts the SLA clock), group or assignee (agents)."""
+    who = _member(workspace, staff=True)
+    names = {"subject": "subject", "description": "description", "priority": "priority", "groupId": "group",
+             "assigneeId": "assignee_id"}
+    fields = {names[k]: getattr(body, k) for k in body.model_fields_set if k in names}
+    if any(v is None for k, v in fields.items() if k != "assignee_id"):
+        raise InvalidRequest("only assigneeId may be null (to unassign)")
+    return wiring.tickets().update(workspace, ticket_id, fields, who, body.version).public()
+
+
+@app.post("/workspaces/<workspace>/tickets/<ticket_id>/status")
+def change_ticket_status(workspace: str, ticket_id: str, body: TicketStatusChange) -> dict:
+    """open / pending / resolved / closed; reopening needs a reason. Customers may resolve or reopen."""
+    who = _member(workspace)
+    return wiring.tickets().change_status(workspace, ticket_id, body.status, who, body.reason, body.version).public()
+
+
+@app.post("/workspaces/<workspace>/tickets/<ticket_id>/comments")
+def comment_ticket(workspace: str, ticket_id: str, body: TicketComment) -> Response[dict]:
+    comment = wiring.tickets().comment(workspace, ticket_id, body.text, _member(workspace), body.internal)
+    return Response(status_code=201, content_type="application/json", body=comment)
+
+
+@app.get("/workspaces/<workspace>/tickets/<ticket_id>/comments")
+def ticket_comments(workspace: str, ticket_id: str) -> dict:
+    return {"items": wiring.tickets().comments(workspace, ticket_id, _member(workspace))}
+
+
+@app.post("/workspaces/<workspace>/tickets/<ticket_id>/conversations")
+def link_ticket(workspace: str, ticket_id: str, body: TicketLink) -> dict:
+    """Link another conversation to the ticket (agents in it, supervisors)."""
+    who = _member(workspace, staff=True)
+    return wiring.tickets().link_conversation(workspace, ticket_id, body.conversationId, who).public()
+
+
+@app.get("/workspaces/<workspace>/ticket-settings")
+def get_ticket_settings(workspace: str) -> dict:
+    _staff(workspace, "supervisor")
+    return wiring.tickets().settings(workspace).to_dict()
+
+
+@app.put("/workspaces/<workspace>/ticket-settings")
+def put_ticket_settings(workspace: str, body: dict) -> dict:
+    """SLA seconds per priority, the escalation group and the highest level (admins). New deadlines use them."""
+    _staff(workspace, "admin")
+    from kefu.tickets import TicketSettings
+
+    settings = TicketSettings.from_dict(body)
+    wiring.ticket_store().put_ticket_settings(workspace, settings.to_dict())
+    return settings.to_dict()
+
+
+def _member(workspace: str, *, staff: bool = False) -> Principal:
+    """The caller as a member of this workspace: an agent (role from the directory) or, unless `staff`,
+    a customer with a visitor token of this workspace."""
+    who = _caller()
+    if who.workspace != workspace:
+        raise NotFound("no such workspace")
+    if who.role == "customer":
+        if staff:
+            raise Forbidden("this is for agents")
+        return who
+    agent = _staff(workspace, "agent")
+    return Principal(workspace, "agent", agent.id, agent.name, agent_role=agent.role)
+
+
 def _staff(workspace: str, at_least: str):
     """The calling agent of this workspace, if their role (from the directory, not the token) suffices."""
     who = _caller()
@@ -259,12 +406,12 @@ def _caller():
 
 
 @app.exception_handler(KefuError)
-def domain_error(error: KefuError) -> Response:
+def domain_error(error: KefuError) -> Response[dict]:
     return _error(STATUS.get(error.code, 400), error.code, error.message, error.details)
 
 
 @app.exception_handler(RequestValidationError)
-def invalid_request(error: RequestValidationError) -> Response:
+def invalid_request(error: RequestValidationError) -> Response[dict]:
     details = [
         {"field": ".".join(str(p) for p in e.get("loc", ())), "problem": e.get("msg", "")} for e in error.errors()
     ]
@@ -272,11 +419,11 @@ def invalid_request(error: RequestValidationError) -> Response:
 
 
 @app.exception_handler(NotFoundError)
-def no_route(_: NotFoundError) -> Response:
+def no_route(_: NotFoundError) -> Response[dict]:
     return _error(404, "not_found", "no such route")
 
 
-def _error(status: int, code: str, message: str, details=None) -> Response:
+def _error(status: int, code: str, message: str, details=None) -> Response[dict]:
     body = {"error": {"code": code, "message": message, "details": details}}
     return Response(status_code=status, content_type="application/json", body=body)
 

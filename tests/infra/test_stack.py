@@ -82,6 +82,8 @@ def ids(synthesized):
         "buckets": {bid: synthesized.logical_id(b) for bid, b in stack.storage.buckets.items()},
         "log_bucket": synthesized.logical_id(stack.web.log_bucket),
         "domain": synthesized.logical_id(stack.search.domain),
+        "escalation": synthesized.logical_id(stack.escalation.state_machine),
+        "alert_topic": synthesized.logical_id(stack.escalation.alert_topic),
     }
 
 
@@ -219,6 +221,9 @@ def test_function_matches_schema(synthesized, ids, spec):
             "Fn::Join": ["", ["https://", {"Fn::GetAtt": [ids["domain"], "DomainEndpoint"]}]]
         }
         assert env[schema.ENV_OPENSEARCH_SIGV4] == "1"
+    if spec.escalations:
+        expected.add(schema.ENV_ESCALATION_ARN)
+        assert env[schema.ENV_ESCALATION_ARN] == {"Ref": ids["escalation"]}  # Ref of a state machine is its ARN
     expected |= set(spec.extra_env)
     assert set(env) == expected
     assert env["POWERTOOLS_SERVICE_NAME"] == "kefu"
@@ -811,17 +816,46 @@ def test_opensearch_domain(synthesized, ids):
 
 
 def test_escalation_state_machine(synthesized, ids):
+    from kefu import escalation
+
     machines = synthesized.of_type("AWS::StepFunctions::StateMachine")
     assert len(machines) == 1
-    props = next(iter(machines.values()))["Properties"]
+    props = machines[ids["escalation"]]["Properties"]
     assert props["TracingConfiguration"] == {"Enabled": True}
     assert props["LoggingConfiguration"]["Level"] == "ALL"
-    definition = json.dumps(props["DefinitionString"])
-    assert "SecondsPath" in definition
-    assert "dynamodb:getItem" in definition
-    assert ids["tables"][schema.CONVERSATIONS.id] in refs(props["DefinitionString"])
-    for state_type in ("Wait", "Task", "Choice", "Succeed", "Pass"):
-        assert f'\\"Type\\":\\"{state_type}\\"' in definition
+    # the same ASL the local stack runs, with the table, topic and bus filled in by CloudFormation
+    subs = props["DefinitionSubstitutions"]
+    assert subs[escalation.TABLE] == {"Ref": ids["tables"][schema.TICKETS.id]}
+    assert subs[escalation.TOPIC] == {"Ref": ids["alert_topic"]}
+    assert subs[escalation.BUS] == "default"
+    assert json.loads(props["DefinitionString"]) == escalation.definition()
+    # least privilege: read and update tickets, publish alerts, put events with our source only
+    role = synthesized.resources[props["RoleArn"]["Fn::GetAtt"][0]]
+    statements = [s for p in synthesized.of_type("AWS::IAM::Policy").values()
+                  if {"Ref": props["RoleArn"]["Fn::GetAtt"][0]} in p["Properties"]["Roles"]
+                  for s in as_list(p["Properties"]["PolicyDocument"]["Statement"])]
+    assert role["Properties"]["AssumeRolePolicyDocument"]["Statement"][0]["Principal"] == {
+        "Service": "states.amazonaws.com"}
+    by_sid = {s.get("Sid"): s for s in statements}
+    assert set(as_list(by_sid["Tickets"]["Action"])) == {"dynamodb:GetItem", "dynamodb:UpdateItem"}
+    assert refs(by_sid["Tickets"]["Resource"]) == {ids["tables"][schema.TICKETS.id]}
+    assert by_sid["Alerts"]["Action"] == "sns:Publish" and refs(by_sid["Alerts"]["Resource"]) == {ids["alert_topic"]}
+    assert by_sid["Events"]["Condition"] == {"StringEquals": {"events:source": schema.EVENT_SOURCE_TICKETS}}
+    assert not any("Action" in s and "*" in json.dumps(s["Action"]) for s in statements)
+    topic = synthesized.resources[ids["alert_topic"]]["Properties"]
+    assert refs(topic["KmsMasterKeyId"]) == {ids["key"]}
+
+
+def test_only_ticket_events_starts_and_stops_escalations(role_statements, ids):
+    for name, statements in role_statements.items():
+        actions = actions_of(statements)
+        if name == "ticket_events":
+            start = next(s for s in statements if s.get("Sid") == "StartEscalations")
+            assert start["Action"] == "states:StartExecution" and refs(start["Resource"]) == {ids["escalation"]}
+            stop = next(s for s in statements if s.get("Sid") == "StopEscalations")
+            assert stop["Action"] == "states:StopExecution" and ":execution:" in json.dumps(stop["Resource"])
+        else:
+            assert not {a for a in actions if a.startswith("states:")}, name
 
 
 # ---------------------------------------------------------------- web

@@ -132,6 +132,20 @@ def world(stack, store, signing_key):
     w.close()
 
 
+@pytest.fixture
+def world_factory(stack, store, signing_key):
+    """More workspaces for one test (cross-workspace checks)."""
+    made: list[World] = []
+
+    def make() -> World:
+        made.append(World(stack, store, signing_key))
+        return made[-1]
+
+    yield make
+    for w in made:
+        w.close()
+
+
 def chat(world, messages: int = 0) -> tuple[Socket, Socket, str]:
     """A customer and an agent in an open conversation, plus `messages` more customer messages."""
     world.agent("agent-1")

@@ -261,7 +261,7 @@ def test_agents_get_clear_errors(world, store):
     assert stranger.request({"action": "close", "conversationId": conversation}, type="error")["code"] == "not_found"
 
 
-def test_outside_business_hours_the_offline_form_is_offered_and_stored(world, store):
+def test_outside_business_hours_the_offline_form_is_offered_and_stored(world):
     world.settings(businessHours={"timezone": "Asia/Shanghai", "weekly": {}})  # closed all week
     world.agent("agent-1")
     world.agent_socket("agent-1")
@@ -271,8 +271,10 @@ def test_outside_business_hours_the_offline_form_is_offered_and_stored(world, st
     assert offline["reason"] == "closed_hours" and offline["form"] == ["name", "contact", "question"]
     reply = customer.request({"action": "offline_form", "conversationId": conversation, "name": "张三",
                               "contact": "zhangsan@example.com", "question": "发票怎么开？"}, type="offline_form")
-    stored = store.offline_forms(world.workspace, reply["formId"])
-    assert stored["question"] == "发票怎么开？" and stored["customerId"] == "c1"
+    from kefu import wiring
+
+    stored = wiring.ticket_store().get_ticket(world.workspace, reply["ticketId"])  # a ticket (issue 5)
+    assert stored.description == "发票怎么开？" and stored.customer_id == "c1" and stored.source == "offline_form"
 
 
 def test_admin_rest_validates_profiles_and_settings(world, stack, store):

@@ -366,6 +366,17 @@ REST_PUBLIC_ROUTES: tuple[tuple[str, str], ...] = (
     ("GET", "/workspaces/{workspace}/kb/model"),
     ("POST", "/workspaces/{workspace}/kb/maintain"),
     ("GET", "/workspaces/{workspace}/kb/maintenance"),
+    # tickets (agents; customers see and comment on their own)
+    ("POST", "/workspaces/{workspace}/tickets"),
+    ("GET", "/workspaces/{workspace}/tickets"),
+    ("GET", "/workspaces/{workspace}/tickets/{ticket_id}"),
+    ("PATCH", "/workspaces/{workspace}/tickets/{ticket_id}"),
+    ("POST", "/workspaces/{workspace}/tickets/{ticket_id}/status"),
+    ("GET", "/workspaces/{workspace}/tickets/{ticket_id}/comments"),
+    ("POST", "/workspaces/{workspace}/tickets/{ticket_id}/comments"),
+    ("POST", "/workspaces/{workspace}/tickets/{ticket_id}/conversations"),
+    ("GET", "/workspaces/{workspace}/ticket-settings"),
+    ("PUT", "/workspaces/{workspace}/ticket-settings"),
 )
 REST_STAGE = "v1"
 WS_STAGE = "prod"

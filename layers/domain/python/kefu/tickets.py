@@ -16,6 +16,7 @@ from typing import Literal, Protocol
 
 from .errors import Conflict, Forbidden, InvalidRequest, NotFound
 from .models import Conversation, Principal, new_id, now_iso
+from .ports import StateConflict
 
 Priority = Literal["low", "normal", "high", "urgent"]
 TicketStatus = Literal["open", "pending", "resolved", "closed"]
@@ -314,7 +315,7 @@ class TicketService:
                  "changes": {_public_name(k): v for k, v in changes.items() if k != "description"}}
         if "description" in changes:
             event["changes"]["description"] = "(changed)"
-        return self.store.update_ticket(ticket, changes, event)
+        return self._write(ticket, changes, event)
 
     def change_status(self, workspace: str, ticket_id: str, status: str, by: Principal | None,
                       reason: str = "", expected_version: int | None = None) -> Ticket:
@@ -339,7 +340,7 @@ class TicketService:
         event = {"type": "status", "at": now_iso(), **_actor(by), "from": ticket.status, "to": status}
         if reason:
             event["reason"] = reason
-        return self.store.update_ticket(ticket, changes, event, expect_status=ticket.status)
+        return self._write(ticket, changes, event, expect_status=ticket.status)
 
     def comment(self, workspace: str, ticket_id: str, text: str, by: Principal | None,
                 internal: bool = False) -> dict:
@@ -372,9 +373,17 @@ class TicketService:
         if conversation.id in ticket.conversations:
             return ticket
         event = {"type": "linked", "at": now_iso(), **_actor(by), "conversationId": conversation.id}
-        return self.store.update_ticket(ticket, {"conversations": (*ticket.conversations, conversation.id)}, event)
+        return self._write(ticket, {"conversations": (*ticket.conversations, conversation.id)}, event)
 
     # ------------------------------------------------------------ internals
+
+    def _write(self, ticket: Ticket, changes: dict, event: dict, **condition) -> Ticket:
+        try:
+            return self.store.update_ticket(ticket, changes, event, **condition)
+        except StateConflict:
+            current = self.store.get_ticket(ticket.workspace, ticket.id)
+            raise Conflict("the ticket changed meanwhile: reload it and try again",
+                           details={"version": current.version if current else None}) from None
 
     def _current(self, workspace: str, ticket_id: str, by: Principal | None, expected_version: int | None) -> Ticket:
         ticket = self.get(workspace, ticket_id, by)
