@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from aws_cdk import Acknowledgment, Duration, Validations
+from aws_cdk import Acknowledgment, Aws, Duration, Validations
 from aws_cdk import aws_apigateway as apigw
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
@@ -14,6 +14,11 @@ THROTTLE_BURST_LIMIT = 200
 STAGE_RATE_LIMIT = 500
 STAGE_BURST_LIMIT = 1000
 MONTHLY_QUOTA = 5_000_000
+
+
+def usage_plan_name() -> str:
+    """The integrators' usage plan, found by this name by the api function when it issues keys."""
+    return f"{Aws.STACK_NAME}-integrators"
 
 
 class RestApi(Construct):
@@ -82,15 +87,16 @@ class RestApi(Construct):
         if logging_ready is not None:
             self.api.deployment_stage.node.add_dependency(logging_ready)
 
-        self.api_key = self.api.add_api_key("IntegratorKey", description="kefu integrator key (rotate per integrator)")
+        # Keys are issued per workspace by admins (POST /workspaces/{ws}/api-keys): the api function
+        # creates them in this plan, so every integrator is throttled by it.
         self.usage_plan = self.api.add_usage_plan(
             "UsagePlan",
+            name=usage_plan_name(),
             description="kefu integrators",
             throttle=apigw.ThrottleSettings(rate_limit=THROTTLE_RATE_LIMIT, burst_limit=THROTTLE_BURST_LIMIT),
             quota=apigw.QuotaSettings(limit=MONTHLY_QUOTA, period=apigw.Period.MONTH),
         )
         self.usage_plan.add_api_stage(stage=self.api.deployment_stage)
-        self.usage_plan.add_api_key(self.api_key)
 
         Validations.of(self.api).acknowledge(
             Acknowledgment(

@@ -28,6 +28,8 @@ the spec and nothing else:
   ``s3:GetObject*`` / ``s3:List*`` / ``s3:Abort*`` and ``kms:GenerateDataKey*`` wildcards.
 - ``schedule``: an EventBridge rule with that schedule expression invokes the function (two
   retries); the function's resource policy allows that rule only.
+- ``issues_api_keys``: ``apigateway:GET`` on the usage plans (to find the integrators' plan by
+  name, ``KEFU_USAGE_PLAN_NAME``), ``POST`` on API keys and usage plan keys, ``DELETE`` on API keys.
 - ``escalations``: ``states:StartExecution`` on the escalation state machine (its ARN in
   ``KEFU_ESCALATION_STATE_MACHINE_ARN``) and ``states:StopExecution`` on its executions.
 - ``search``: the HTTP methods of that level (``search.SEARCH_ACTIONS``) on the OpenSearch
@@ -55,6 +57,7 @@ from constructs import Construct
 from kefu import schema
 
 from infra import ROOT
+from infra.api import usage_plan_name
 from infra.layers import ARCHITECTURE, ASSET_EXCLUDES, RUNTIME
 from infra.queues import CONSUMER_BATCH_SIZE, CONSUMER_MAX_BATCHING_WINDOW_S, encrypted_queue
 from infra.search import SEARCH_ACTIONS
@@ -199,6 +202,8 @@ class Functions(Construct):
             if spec.search:
                 environment[schema.ENV_OPENSEARCH_URL] = f"https://{search_domain.domain_endpoint}"
                 environment[schema.ENV_OPENSEARCH_SIGV4] = "1"
+            if spec.issues_api_keys:
+                environment[schema.ENV_USAGE_PLAN_NAME] = usage_plan_name()
             if spec.escalations:
                 environment[schema.ENV_ESCALATION_ARN] = escalation.state_machine.state_machine_arn
             environment.update(spec.extra_env)
@@ -242,6 +247,15 @@ class Functions(Construct):
                             description=f"kefu {spec.name}: {spec.description}"[:512],
                             targets=[events_targets.LambdaFunction(function, retry_attempts=2)])
             self._grant_buckets(role, spec, buckets, key)
+            if spec.issues_api_keys:
+                gateway = f"arn:{Aws.PARTITION}:apigateway:{Aws.REGION}::"
+                role.add_to_principal_policy(iam.PolicyStatement(
+                    sid="FindUsagePlan", actions=["apigateway:GET"], resources=[f"{gateway}/usageplans"]))
+                role.add_to_principal_policy(iam.PolicyStatement(
+                    sid="IssueApiKeys", actions=["apigateway:POST"],
+                    resources=[f"{gateway}/apikeys", f"{gateway}/usageplans/*/keys"]))
+                role.add_to_principal_policy(iam.PolicyStatement(
+                    sid="RevokeApiKeys", actions=["apigateway:DELETE"], resources=[f"{gateway}/apikeys/*"]))
             if spec.escalations:
                 role.add_to_principal_policy(iam.PolicyStatement(
                     sid="StartEscalations", actions=["states:StartExecution"],
@@ -459,6 +473,18 @@ class Functions(Construct):
                     ),
                 )
             )
+        if spec.issues_api_keys:
+            gateway = f"arn:{Aws.PARTITION}:apigateway:{Aws.REGION}::"
+            for resource in (f"{gateway}/usageplans/*/keys", f"{gateway}/apikeys/*"):
+                Validations.of(role).acknowledge(
+                    Acknowledgment(
+                        id=f"AwsSolutions-IAM5[Resource::{nag_resource(role, resource)}]",
+                        reason=(
+                            "API keys are created and revoked at run time (POST /workspaces/{ws}/api-keys); "
+                            "the usage plan is found by name (an id reference would be a dependency cycle)."
+                        ),
+                    )
+                )
         if spec.escalations:
             Validations.of(role).acknowledge(
                 Acknowledgment(

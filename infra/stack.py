@@ -78,12 +78,8 @@ class KefuStack(Stack):
         CfnOutput(self, "WebSocketUrl", value=self.realtime.stage.url, description="wss:// endpoint for clients")
         CfnOutput(self, "CallbackUrl", value=self.realtime.callback_url, description="@connections management endpoint")
         CfnOutput(self, "RestUrl", value=self.rest.url, description="REST API base URL")
-        CfnOutput(
-            self,
-            "RestApiKeyId",
-            value=self.rest.api_key.key_id,
-            description="aws apigateway get-api-key --include-value --api-key <id>",
-        )
+        CfnOutput(self, "RestUsagePlanId", value=self.rest.usage_plan.usage_plan_id,
+                  description="integrators' keys: POST /workspaces/{ws}/api-keys (admins) adds them here")
         CfnOutput(self, "CloudFrontDomain", value=self.web.distribution.distribution_domain_name)
         CfnOutput(self, "WebBucket", value=self.web.bucket.bucket_name)
         CfnOutput(self, "JwtSecretArn", value=self.secrets.jwt_signing_key.secret_arn)

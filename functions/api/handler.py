@@ -10,7 +10,7 @@ from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValida
 from aws_lambda_powertools.event_handler.openapi.params import Query
 from pydantic import BaseModel, Field, StringConstraints
 
-from kefu import tokens, wiring
+from kefu import schema, tokens, wiring
 from kefu.errors import Forbidden, InvalidRequest, KefuError, NotFound, Unauthorized
 from kefu.knowledge import MAX_IMPORT_LINES, parse_article, parse_jsonl
 from kefu.models import Agent, Principal
@@ -66,9 +66,7 @@ def messages(
     conversation = store.get_conversation(who.workspace, conversation_id)
     if conversation is None or not conversation.is_participant(who):
         raise NotFound("no such conversation")
-    page = store.messages_after(who.workspace, conversation_id, afterSeq, limit + 1)
-    items = [m.public() for m in page[:limit]]
-    return {"items": items, "nextAfterSeq": items[-1]["seq"] if len(page) > limit else None}
+    return _messages_page(who.workspace, conversation_id, afterSeq, limit)
 
 
 class AgentProfile(BaseModel):
@@ -284,10 +282,13 @@ class TicketLink(BaseModel):
 @app.post("/workspaces/<workspace>/tickets")
 def create_ticket(workspace: str, body: TicketCreate) -> Response[dict]:
     """Open a ticket (agents): optionally from a conversation (linked, its customer taken over)."""
-    who = _member(workspace, staff=True)
+    return _create_ticket(workspace, body, _member(workspace, staff=True))
+
+
+def _create_ticket(workspace: str, body: TicketCreate, who: Principal | None) -> Response[dict]:
     ticket = wiring.tickets().create(
         workspace, subject=body.subject, description=body.description, priority=body.priority, by=who,
-        source="agent", customer_id=body.customerId, customer_name=body.customerName,
+        source="agent" if who else "rest", customer_id=body.customerId, customer_name=body.customerName,
         conversation_id=body.conversationId, group=body.groupId, assignee_id=body.assigneeId, contact=body.contact)
     return Response(status_code=201, content_type="application/json", body=ticket.public())
 
@@ -304,9 +305,12 @@ def list_tickets(
     limit: Annotated[int, Query(ge=1, le=100)] = 25,
 ) -> dict:
     """Tickets, newest first, filtered; `nextCursor` fetches the next page. Customers see their own."""
-    who = _member(workspace)
     filters = {"status": status, "priority": priority, "groupId": groupId, "assigneeId": assigneeId,
                "customerId": customerId}
+    return _list_tickets(workspace, filters, cursor, limit, _member(workspace))
+
+
+def _list_tickets(workspace: str, filters: dict, cursor: str | None, limit: int, who: Principal | None) -> dict:
     items, next_cursor = wiring.tickets().list(workspace, filters, cursor, limit, who)
     return {"items": [t.public() for t in items], "nextCursor": next_cursor}
 
@@ -319,7 +323,10 @@ def get_ticket(workspace: str, ticket_id: str) -> dict:
 @app.patch("/workspaces/<workspace>/tickets/<ticket_id>")
 def patch_ticket(workspace: str, ticket_id: str, body: TicketPatch) -> dict:
     """Change subject, description, priority (restarts the SLA clock), group or assignee (agents)."""
-    who = _member(workspace, staff=True)
+    return _patch_ticket(workspace, ticket_id, body, _member(workspace, staff=True))
+
+
+def _patch_ticket(workspace: str, ticket_id: str, body: TicketPatch, who: Principal | None) -> dict:
     names = {"subject": "subject", "description": "description", "priority": "priority", "groupId": "group",
              "assigneeId": "assignee_id"}
     fields = {names[k]: getattr(body, k) for k in body.model_fields_set if k in names}
@@ -368,6 +375,172 @@ def put_ticket_settings(workspace: str, body: dict) -> dict:
     settings = TicketSettings.from_dict(body)
     wiring.ticket_store().put_ticket_settings(workspace, settings.to_dict())
     return settings.to_dict()
+
+
+# ---------------------------------------------------------------- API keys (admins)
+
+
+class ApiKeyRequest(BaseModel):
+    name: str = Field(min_length=1, max_length=64, pattern=r"^[\w.:\- ]+$", description="what the key is for")
+
+
+@app.post("/workspaces/<workspace>/api-keys")
+def create_api_key(workspace: str, body: ApiKeyRequest) -> Response[dict]:
+    """A new integrator key of this workspace (admins). The value is in this response only: store it."""
+    admin = _staff(workspace, "admin")
+    return Response(status_code=201, content_type="application/json",
+                    body=wiring.api_keys().create(workspace, body.name, admin.id))
+
+
+@app.get("/workspaces/<workspace>/api-keys")
+def list_api_keys(workspace: str) -> dict:
+    _staff(workspace, "admin")
+    return {"items": wiring.api_keys().list(workspace)}
+
+
+@app.delete("/workspaces/<workspace>/api-keys/<key_id>")
+def revoke_api_key(workspace: str, key_id: str) -> dict:
+    _staff(workspace, "admin")
+    if not wiring.api_keys().revoke(workspace, key_id):
+        raise NotFound("no such API key")
+    return {"revoked": key_id}
+
+
+# ---------------------------------------------------------------- integrators (an API key, no user token)
+
+INTEGRATIONS = schema.INTEGRATIONS_PREFIX
+
+
+class IdentifiedVisitorRequest(BaseModel):
+    customerId: OptionalId
+    name: str = Field(default="", max_length=80)
+    tags: list[Annotated[str, StringConstraints(pattern=r"^[\w.:\-]{1,32}$")]] = Field(default_factory=list,
+                                                                                       max_length=10)
+
+
+@app.post(f"{INTEGRATIONS}/visitor-tokens")
+def identified_visitor_token(body: IdentifiedVisitorRequest) -> VisitorToken:
+    """A visitor token for a customer the integrator knows (the same customer id on every channel
+    continues the same conversations); tags such as `vip` drive routing."""
+    workspace = _integrator()
+    token = tokens.issue(wiring.signing_key(), kind="visitor", workspace=workspace, subject=body.customerId,
+                         name=body.name, tags=body.tags)
+    return VisitorToken(token=token, customerId=body.customerId, workspace=workspace, expiresIn=tokens.DEFAULT_TTL_S)
+
+
+@app.post(f"{INTEGRATIONS}/tickets")
+def integrator_create_ticket(body: TicketCreate) -> Response[dict]:
+    return _create_ticket(_integrator(), body, None)
+
+
+@app.get(f"{INTEGRATIONS}/tickets")
+def integrator_list_tickets(
+    status: Annotated[TicketStatusName | None, Query()] = None,
+    priority: Annotated[TicketPriority | None, Query()] = None,
+    groupId: Annotated[str | None, Query(max_length=64)] = None,
+    assigneeId: Annotated[str | None, Query(max_length=64)] = None,
+    customerId: Annotated[str | None, Query(max_length=64)] = None,
+    cursor: Annotated[str | None, Query(max_length=2048)] = None,
+    limit: Annotated[int, Query(ge=1, le=100)] = 25,
+) -> dict:
+    filters = {"status": status, "priority": priority, "groupId": groupId, "assigneeId": assigneeId,
+               "customerId": customerId}
+    return _list_tickets(_integrator(), filters, cursor, limit, None)
+
+
+@app.get(f"{INTEGRATIONS}/tickets/<ticket_id>")
+def integrator_get_ticket(ticket_id: str) -> dict:
+    return wiring.tickets().get(_integrator(), ticket_id).public()
+
+
+@app.patch(f"{INTEGRATIONS}/tickets/<ticket_id>")
+def integrator_patch_ticket(ticket_id: str, body: TicketPatch) -> dict:
+    return _patch_ticket(_integrator(), ticket_id, body, None)
+
+
+@app.post(f"{INTEGRATIONS}/tickets/<ticket_id>/status")
+def integrator_ticket_status(ticket_id: str, body: TicketStatusChange) -> dict:
+    return wiring.tickets().change_status(_integrator(), ticket_id, body.status, None, body.reason,
+                                          body.version).public()
+
+
+@app.post(f"{INTEGRATIONS}/tickets/<ticket_id>/comments")
+def integrator_comment(ticket_id: str, body: TicketComment) -> Response[dict]:
+    comment = wiring.tickets().comment(_integrator(), ticket_id, body.text, None, body.internal)
+    return Response(status_code=201, content_type="application/json", body=comment)
+
+
+@app.get(f"{INTEGRATIONS}/tickets/<ticket_id>/comments")
+def integrator_comments(ticket_id: str) -> dict:
+    return {"items": wiring.tickets().comments(_integrator(), ticket_id, None)}
+
+
+@app.get(f"{INTEGRATIONS}/conversations/<conversation_id>")
+def integrator_conversation(conversation_id: str) -> dict:
+    workspace = _integrator()
+    conversation = store.get_conversation(workspace, conversation_id)
+    if conversation is None:
+        raise NotFound("no such conversation")
+    return _conversation_summary(conversation)
+
+
+@app.get(f"{INTEGRATIONS}/conversations/<conversation_id>/messages")
+def integrator_messages(
+    conversation_id: str,
+    afterSeq: Annotated[int, Query(ge=0)] = 0,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+) -> dict:
+    """A page of the messages after afterSeq, oldest first; `nextAfterSeq` continues (null: no more)."""
+    workspace = _integrator()
+    if store.get_conversation(workspace, conversation_id) is None:
+        raise NotFound("no such conversation")
+    return _messages_page(workspace, conversation_id, afterSeq, limit)
+
+
+@app.get(f"{INTEGRATIONS}/customers/<customer_id>")
+def integrator_customer(customer_id: str) -> dict:
+    """A customer's profile across channels: their conversations (newest first, with the channel) and
+    tickets."""
+    workspace = _integrator()
+    conversations = store.conversations_of_customer(workspace, customer_id, 50)
+    tickets_, _ = wiring.tickets().list(workspace, {"customerId": customer_id}, None, 50)
+    if not conversations and not tickets_:
+        raise NotFound("no such customer")
+    latest = conversations[0] if conversations else None
+    return {
+        "customerId": customer_id,
+        "name": latest.customer_name if latest else tickets_[0].customer_name,
+        "tags": list(latest.customer_tags) if latest else [],
+        "channels": sorted({c.channel for c in conversations}),
+        "conversations": [_conversation_summary(c) for c in conversations],
+        "tickets": [{k: t.public()[k] for k in ("ticketId", "subject", "status", "priority", "createdAt")}
+                    for t in tickets_],
+    }
+
+
+def _conversation_summary(conversation) -> dict:
+    return {
+        "conversationId": conversation.id, "status": conversation.status, "channel": conversation.channel,
+        "customer": conversation.customer(), "agent": ({"id": conversation.agent_id, "name": conversation.agent_name}
+                                                       if conversation.agent_id else None),
+        "group": conversation.group, "openedAt": conversation.opened_at, "closedAt": conversation.closed_at,
+        "closeReason": conversation.close_reason, "lastSeq": conversation.last_seq,
+    }
+
+
+def _messages_page(workspace: str, conversation_id: str, after_seq: int, limit: int) -> dict:
+    page = store.messages_after(workspace, conversation_id, after_seq, limit + 1)
+    items = [m.public() for m in page[:limit]]
+    return {"items": items, "nextAfterSeq": items[-1]["seq"] if len(page) > limit else None}
+
+
+def _integrator() -> str:
+    """The workspace of the caller's API key (API Gateway has checked the key against the usage plan)."""
+    key_id = (app.current_event.request_context.identity.api_key_id or "").strip()
+    workspace = wiring.api_keys().workspace_of(key_id) if key_id else None
+    if workspace is None:
+        raise Unauthorized("send an integrator API key (x-api-key) of a workspace")
+    return workspace
 
 
 def _member(workspace: str, *, staff: bool = False) -> Principal:

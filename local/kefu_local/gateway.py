@@ -25,6 +25,7 @@ from aiohttp import WSCloseCode, WSMsgType, web
 from kefu import schema
 
 from . import events
+from .api_keys import is_public
 from .runtime import STATS, HandlerError, LambdaRuntime
 
 log = logging.getLogger("kefu.gateway")
@@ -63,8 +64,10 @@ class Gateway:
         max_connection_s: float = schema.WS_MAX_CONNECTION_S,
         workers: int = 32,
         extra_routes=None,
+        api_keys=None,
     ):
         self.runtime = runtime
+        self.api_keys = api_keys  # LocalApiKeys: API Gateway's key check on the REST API (None: no check)
         self.web_dir = web_dir.resolve()
         self.idle_timeout_s = idle_timeout_s
         self.max_connection_s = max_connection_s
@@ -233,6 +236,12 @@ class Gateway:
         body = await request.read()
         event = events.rest_request(request.method, path, dict(request.headers), query, body or None,
                                     request.remote or "127.0.0.1", request.host, schema.REST_STAGE)
+        if self.api_keys is not None and not is_public(request.method, path):
+            value = request.headers.get("x-api-key")
+            key_id = await asyncio.get_running_loop().run_in_executor(self.executor, self.api_keys.key_id, value)
+            if key_id is None:
+                return web.json_response({"message": "Forbidden"}, status=403)
+            event["requestContext"]["identity"].update({"apiKey": value, "apiKeyId": key_id})
         try:
             result = await self._invoke(schema.REST_FUNCTION, event)
         except HandlerError:

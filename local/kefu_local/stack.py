@@ -15,6 +15,7 @@ import boto3
 from kefu import schema
 
 from . import config
+from .api_keys import LocalApiKeys
 from .gateway import Gateway
 from .queues import QueuePoller, create_queues
 from .runtime import STATS, LambdaRuntime, install_request_counter
@@ -103,6 +104,9 @@ class LocalStack:
         os.environ.update({schema.QUEUES[q].env_var: url for q, url in self.queue_urls.items()})
         self.escalation_arn, self.alert_topic_arn = create_escalation(self.client("stepfunctions"), self.client("sns"))
         os.environ[schema.ENV_ESCALATION_ARN] = self.escalation_arn
+        apigateway = self.client("apigateway")
+        self.usage_plan_id = apigateway.create_usage_plan(name=schema.LOCAL_USAGE_PLAN_NAME)["id"]
+        os.environ[schema.ENV_USAGE_PLAN_NAME] = schema.LOCAL_USAGE_PLAN_NAME
 
         install_request_counter()
         runtime = LambdaRuntime(config.ROOT / "functions")
@@ -114,7 +118,8 @@ class LocalStack:
             from .seed import seed_demo
 
             seed_demo(wiring.store(), wiring.knowledge_store())
-        self.gateway = Gateway(runtime, config.ROOT / "web", idle_timeout_s=self.idle_timeout_s)
+        self.gateway = Gateway(runtime, config.ROOT / "web", idle_timeout_s=self.idle_timeout_s,
+                               api_keys=LocalApiKeys(apigateway, self.usage_plan_id))
         self._serve()
         streams = self.client("dynamodbstreams")
         for function in schema.FUNCTIONS:

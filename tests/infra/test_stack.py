@@ -221,6 +221,8 @@ def test_function_matches_schema(synthesized, ids, spec):
             "Fn::Join": ["", ["https://", {"Fn::GetAtt": [ids["domain"], "DomainEndpoint"]}]]
         }
         assert env[schema.ENV_OPENSEARCH_SIGV4] == "1"
+    if spec.issues_api_keys:
+        expected.add(schema.ENV_USAGE_PLAN_NAME)
     if spec.escalations:
         expected.add(schema.ENV_ESCALATION_ARN)
         assert env[schema.ENV_ESCALATION_ARN] == {"Ref": ids["escalation"]}  # Ref of a state machine is its ARN
@@ -780,8 +782,22 @@ def test_usage_plan_throttles(template):
         "AWS::ApiGateway::UsagePlan",
         {"Throttle": {"RateLimit": Match.any_value(), "BurstLimit": Match.any_value()}},
     )
-    template.resource_count_is("AWS::ApiGateway::ApiKey", 1)
-    template.resource_count_is("AWS::ApiGateway::UsagePlanKey", 1)
+    # keys are issued per workspace at run time (POST /workspaces/{ws}/api-keys), none in the template
+    template.resource_count_is("AWS::ApiGateway::ApiKey", 0)
+
+
+def test_only_the_api_function_issues_api_keys(role_statements, synthesized, ids):
+    for name, statements in role_statements.items():
+        gateway_actions = {a for a in actions_of(statements) if a.startswith("apigateway:")}
+        if name == schema.REST_FUNCTION:
+            assert gateway_actions == {"apigateway:GET", "apigateway:POST", "apigateway:DELETE"}
+            resources = json.dumps([s["Resource"] for s in statements if "apigateway" in json.dumps(s["Action"])])
+            assert "/apikeys" in resources and "/usageplans" in resources and '"*"' not in resources
+        else:
+            assert not gateway_actions, name
+    env = synthesized.resources[ids["functions"][schema.REST_FUNCTION]]["Properties"]["Environment"]["Variables"]
+    (plan,) = synthesized.of_type("AWS::ApiGateway::UsagePlan").values()
+    assert env[schema.ENV_USAGE_PLAN_NAME] == plan["Properties"]["UsagePlanName"]
 
 
 # ---------------------------------------------------------------- search, escalation

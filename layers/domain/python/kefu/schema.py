@@ -171,6 +171,14 @@ LOCAL_ESCALATION_NAME = "kefu-ticket-escalation"
 LOCAL_ALERT_TOPIC = "kefu-alerts"  # SNS: escalation alerts (a ticket overdue at the top level, a failed step)
 EVENT_SOURCE_TICKETS = "kefu.tickets"  # EventBridge source of ticket.escalated (default bus)
 
+# ---------------------------------------------------------------- REST API keys
+
+# the integrators' usage plan, by name (an id would make a dependency cycle: function -> plan -> stage ->
+# methods -> function): keys issued by the api function join it
+ENV_USAGE_PLAN_NAME = "KEFU_USAGE_PLAN_NAME"
+LOCAL_USAGE_PLAN_NAME = "kefu-integrators"
+INTEGRATIONS_PREFIX = "/integrations"  # integrators' routes: an API key of one workspace, no user token
+
 # ---------------------------------------------------------------- other names
 
 ENV_WS_CALLBACK_URL = "KEFU_WS_CALLBACK_URL"  # the @connections management endpoint
@@ -206,6 +214,7 @@ class Function:
     search: str | None = None  # OpenSearch access: "read" (search) or "write" (index documents too)
     schedule: str | None = None  # an EventBridge schedule expression that invokes it ("rate(1 day)")
     escalations: bool = False  # starts and stops ticket escalation executions
+    issues_api_keys: bool = False  # creates and deletes API Gateway keys in the integrators' usage plan
     memory_mb: int = 256
     timeout_s: int = 10
     extra_env: dict[str, str] = field(default_factory=dict)
@@ -289,6 +298,7 @@ FUNCTIONS: tuple[Function, ...] = (
         reads_buckets=("Models",),
         search="read",
         needs_secret=True,
+        issues_api_keys=True,
         timeout_s=29,
     ),
     Function(
@@ -344,7 +354,8 @@ WS_ROUTES: dict[str, str] = {key: f.name for f in FUNCTIONS for key in f.route_k
 WS_AUTHORIZER = "ws_authorizer"
 REST_FUNCTION = "api"
 # REST routes that browsers and apps call with a kefu token (or nothing) instead of an
-# integrator's API key; every other route requires a key (usage plan).
+# integrator's API key; every other route (the integrators', under INTEGRATIONS_PREFIX) requires a key
+# of the usage plan, checked by API Gateway (and by the local gateway the same way).
 REST_PUBLIC_ROUTES: tuple[tuple[str, str], ...] = (
     ("GET", "/health"),
     ("POST", "/workspaces/{workspace}/visitor-tokens"),
@@ -377,6 +388,10 @@ REST_PUBLIC_ROUTES: tuple[tuple[str, str], ...] = (
     ("POST", "/workspaces/{workspace}/tickets/{ticket_id}/conversations"),
     ("GET", "/workspaces/{workspace}/ticket-settings"),
     ("PUT", "/workspaces/{workspace}/ticket-settings"),
+    # integrators' keys (admins)
+    ("POST", "/workspaces/{workspace}/api-keys"),
+    ("GET", "/workspaces/{workspace}/api-keys"),
+    ("DELETE", "/workspaces/{workspace}/api-keys/{key_id}"),
 )
 REST_STAGE = "v1"
 WS_STAGE = "prod"

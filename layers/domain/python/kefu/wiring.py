@@ -150,3 +150,10 @@ def escalations():
     from .adapters.escalations import StepFunctionsEscalations
 
     return StepFunctionsEscalations(os.environ[schema.ENV_ESCALATION_ARN])
+
+
+@lru_cache(maxsize=1)
+def api_keys():
+    from .adapters.api_keys import ApiKeys
+
+    return ApiKeys(os.environ.get(schema.ENV_USAGE_PLAN_NAME))

@@ -81,6 +81,15 @@ class ByAgent(GlobalSecondaryIndex):
     openedAt = UnicodeAttribute(range_key=True)
 
 
+class ByCustomer(GlobalSecondaryIndex):
+    class Meta:
+        index_name = "byCustomer"
+        projection = AllProjection()
+
+    customerKey = UnicodeAttribute(hash_key=True)
+    openedAt = UnicodeAttribute(range_key=True)
+
+
 class ConversationItem(Model):
     Meta = _meta(schema.CONVERSATIONS)
     pk = UnicodeAttribute(hash_key=True)
@@ -92,6 +101,7 @@ class ConversationItem(Model):
     customerKey = UnicodeAttribute(null=True)
     openedAt = UnicodeAttribute(null=True)
     by_agent = ByAgent()
+    by_customer = ByCustomer()
 
 
 class MetaItem(ConversationItem, discriminator="meta"):
@@ -493,6 +503,11 @@ class DynamoStore:
     def open_conversations_of_agent(self, workspace: str, agent_id: str) -> list[Conversation]:
         items = ConversationItem.by_agent.query(f"{workspace}#{agent_id}")
         return [i.domain() for i in items if isinstance(i, MetaItem) and i.status != "closed"]
+
+    def conversations_of_customer(self, workspace: str, customer_id: str, limit: int) -> list[Conversation]:
+        """Newest first, across channels (the byCustomer index)."""
+        items = ConversationItem.by_customer.query(f"{workspace}#{customer_id}", scan_index_forward=False, limit=limit)
+        return [i.domain() for i in items if isinstance(i, MetaItem)]
 
     def get_conversation(self, workspace: str, conversation_id: str) -> Conversation | None:
         item = _get(MetaItem, conv_pk(workspace, conversation_id), "META")

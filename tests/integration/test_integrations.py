@@ -1,0 +1,113 @@
+"""Integrators: API keys issued per workspace (API Gateway keys in the usage plan, checked by the local
+gateway as API Gateway would), and the /integrations routes they open."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+import requests
+
+from .conftest import open_conversation
+
+
+@pytest.fixture
+def admin(world):
+    world.agent("ada", "Ada", role="admin")
+    world.agent("bob", "Bob")
+    return world
+
+
+def _bearer(world, who: str) -> dict:
+    return {"Authorization": f"Bearer {world.token('agent', who)}"}
+
+
+def issue_key(world, name: str = "crm") -> dict:
+    reply = requests.post(f"{world.stack.api_url}/workspaces/{world.workspace}/api-keys", json={"name": name},
+                          headers=_bearer(world, "ada"), timeout=10)
+    assert reply.status_code == 201, reply.text
+    return reply.json()
+
+
+class Integrator:
+    def __init__(self, stack, key: str | None):
+        self.base = f"{stack.api_url}/integrations"
+        self.headers = {"x-api-key": key} if key else {}
+
+    def __call__(self, method: str, path: str, **kw) -> requests.Response:
+        headers = {**self.headers, **kw.pop("headers", {})}
+        return requests.request(method, self.base + path, headers=headers, timeout=10, **kw)
+
+
+def test_admins_issue_list_and_revoke_keys(admin, stack):
+    base = f"{stack.api_url}/workspaces/{admin.workspace}/api-keys"
+    assert requests.post(base, json={"name": "crm"}, headers=_bearer(admin, "bob"), timeout=10).status_code == 403
+    assert requests.post(base, json={"name": ""}, headers=_bearer(admin, "ada"), timeout=10).status_code == 422
+    key = issue_key(admin)
+    assert key["key"].startswith("kk_") and key["name"] == "crm" and key["createdBy"] == "ada"
+    listed = requests.get(base, headers=_bearer(admin, "ada"), timeout=10).json()["items"]
+    assert [k["keyId"] for k in listed] == [key["keyId"]] and "key" not in listed[0]  # the value is shown once
+
+    crm = Integrator(stack, key["key"])
+    assert crm("GET", "/tickets").status_code == 200
+    revoked = requests.delete(f"{base}/{key['keyId']}", headers=_bearer(admin, "ada"), timeout=10)
+    assert revoked.json() == {"revoked": key["keyId"]}
+    assert requests.delete(f"{base}/{key['keyId']}", headers=_bearer(admin, "ada"), timeout=10).status_code == 404
+    time.sleep(2.1)  # the gateway's key list refreshes every 2 s (API Gateway: within seconds)
+    assert crm("GET", "/tickets").status_code == 403
+
+
+def test_without_a_valid_key_the_gateway_refuses(admin, stack):
+    for key in (None, "", "kk_not-a-key"):
+        reply = Integrator(stack, key)("GET", "/tickets")
+        assert reply.status_code == 403 and reply.json() == {"message": "Forbidden"}  # API Gateway's answer
+
+
+def test_a_key_sees_only_its_own_workspace(admin, world_factory, stack):
+    mine = Integrator(stack, issue_key(admin)["key"])
+    other_world = world_factory()
+    other_world.agent("ada", "Ada", role="admin")
+    theirs = Integrator(stack, issue_key(other_world)["key"])
+
+    created = mine("POST", "/tickets", json={"subject": "CRM 同步的工单", "customerId": "crm-42", "priority": "high"})
+    assert created.status_code == 201, created.text
+    ticket = created.json()
+    assert ticket["source"] == "rest" and ticket["workspace"] == admin.workspace
+    assert ticket["history"][0]["byRole"] == "system" or ticket["createdBy"]["role"] == "system"
+    tid = ticket["ticketId"]
+    assert mine("GET", f"/tickets/{tid}").json()["subject"] == "CRM 同步的工单"
+    assert theirs("GET", f"/tickets/{tid}").status_code == 404
+    assert theirs("PATCH", f"/tickets/{tid}", json={"priority": "low"}).status_code == 404
+    assert theirs("POST", f"/tickets/{tid}/comments", json={"text": "x"}).status_code == 404
+    assert tid not in [t["ticketId"] for t in theirs("GET", "/tickets").json()["items"]]
+
+    assert mine("POST", f"/tickets/{tid}/comments", json={"text": "已同步"}).status_code == 201
+    status = mine("POST", f"/tickets/{tid}/status", json={"status": "resolved"}).json()
+    assert status["status"] == "resolved" and status["history"][-1]["byRole"] == "integrator"
+    assert mine("POST", "/tickets", json={"subject": ""}).status_code == 422
+    assert mine("POST", "/tickets", data="{not json", headers={"Content-Type": "application/json"}).status_code == 422
+
+    # a key is not a user: the console's routes still want a user's token
+    reply = requests.get(f"{stack.api_url}/workspaces/{admin.workspace}/tickets",
+                         headers={"x-api-key": mine.headers["x-api-key"]}, timeout=10)
+    assert reply.status_code == 401
+
+
+def test_identified_customers_keep_one_profile_across_conversations(admin, stack):
+    crm = Integrator(stack, issue_key(admin)["key"])
+    issued = crm("POST", "/visitor-tokens", json={"customerId": "crm-7", "name": "钱七", "tags": ["vip"]}).json()
+    assert issued["customerId"] == "crm-7" and issued["workspace"] == admin.workspace
+    assert crm("POST", "/visitor-tokens", json={"customerId": "bad id!"}).status_code == 422
+
+    agent = admin.agent_socket("bob")
+    customer = admin.connect(issued["token"])
+    conversation = open_conversation(admin, customer, agent, text="会员积分怎么查")
+    profile = crm("GET", "/customers/crm-7").json()
+    assert profile["name"] == "钱七" and profile["tags"] == ["vip"] and profile["channels"] == ["web"]
+    assert [c["conversationId"] for c in profile["conversations"]] == [conversation]
+    assert profile["conversations"][0]["agent"] == {"id": "bob", "name": "Bob"}
+    page = crm("GET", f"/conversations/{conversation}/messages", params={"limit": 1}).json()
+    assert page["items"][0]["text"] == "会员积分怎么查"
+    assert crm("GET", f"/conversations/{conversation}").json()["status"] == "assigned"
+    assert crm("GET", "/customers/nobody").status_code == 404
+    assert crm("GET", "/conversations/c_nope").status_code == 404
