@@ -240,7 +240,7 @@ def last_maintenance(workspace: str) -> dict:
 
 TicketPriority = Literal["low", "normal", "high", "urgent"]
 TicketStatusName = Literal["open", "pending", "resolved", "closed"]
-OptionalId = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=r"^[\w.:\-]+$")]
+OptionalId = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=tokens.ID_RE.pattern)]
 
 
 class TicketCreate(BaseModel):
@@ -279,18 +279,18 @@ class TicketLink(BaseModel):
     conversationId: OptionalId
 
 
-@app.post("/workspaces/<workspace>/tickets")
-def create_ticket(workspace: str, body: TicketCreate) -> Response[dict]:
+@app.post("/workspaces/<workspace>/tickets", status_code=201)
+def create_ticket(workspace: str, body: TicketCreate) -> dict:
     """Open a ticket (agents): optionally from a conversation (linked, its customer taken over)."""
     return _create_ticket(workspace, body, _member(workspace, staff=True))
 
 
-def _create_ticket(workspace: str, body: TicketCreate, who: Principal | None) -> Response[dict]:
+def _create_ticket(workspace: str, body: TicketCreate, who: Principal | None) -> dict:
     ticket = wiring.tickets().create(
         workspace, subject=body.subject, description=body.description, priority=body.priority, by=who,
         source="agent" if who else "rest", customer_id=body.customerId, customer_name=body.customerName,
         conversation_id=body.conversationId, group=body.groupId, assignee_id=body.assigneeId, contact=body.contact)
-    return Response(status_code=201, content_type="application/json", body=ticket.public())
+    return ticket.public()
 
 
 @app.get("/workspaces/<workspace>/tickets")
@@ -342,10 +342,10 @@ def change_ticket_status(workspace: str, ticket_id: str, body: TicketStatusChang
     return wiring.tickets().change_status(workspace, ticket_id, body.status, who, body.reason, body.version).public()
 
 
-@app.post("/workspaces/<workspace>/tickets/<ticket_id>/comments")
-def comment_ticket(workspace: str, ticket_id: str, body: TicketComment) -> Response[dict]:
+@app.post("/workspaces/<workspace>/tickets/<ticket_id>/comments", status_code=201)
+def comment_ticket(workspace: str, ticket_id: str, body: TicketComment) -> dict:
     comment = wiring.tickets().comment(workspace, ticket_id, body.text, _member(workspace), body.internal)
-    return Response(status_code=201, content_type="application/json", body=comment)
+    return comment
 
 
 @app.get("/workspaces/<workspace>/tickets/<ticket_id>/comments")
@@ -384,12 +384,11 @@ class ApiKeyRequest(BaseModel):
     name: str = Field(min_length=1, max_length=64, pattern=r"^[\w.:\- ]+$", description="what the key is for")
 
 
-@app.post("/workspaces/<workspace>/api-keys")
-def create_api_key(workspace: str, body: ApiKeyRequest) -> Response[dict]:
+@app.post("/workspaces/<workspace>/api-keys", status_code=201)
+def create_api_key(workspace: str, body: ApiKeyRequest) -> dict:
     """A new integrator key of this workspace (admins). The value is in this response only: store it."""
     admin = _staff(workspace, "admin")
-    return Response(status_code=201, content_type="application/json",
-                    body=wiring.api_keys().create(workspace, body.name, admin.id))
+    return wiring.api_keys().create(workspace, body.name, admin.id)
 
 
 @app.get("/workspaces/<workspace>/api-keys")
@@ -414,8 +413,8 @@ INTEGRATIONS = schema.INTEGRATIONS_PREFIX
 class IdentifiedVisitorRequest(BaseModel):
     customerId: OptionalId
     name: str = Field(default="", max_length=80)
-    tags: list[Annotated[str, StringConstraints(pattern=r"^[\w.:\-]{1,32}$")]] = Field(default_factory=list,
-                                                                                       max_length=10)
+    tags: list[Annotated[str, StringConstraints(pattern=tokens.TAG_RE.pattern)]] = Field(default_factory=list,
+                                                                                        max_length=10)
 
 
 @app.post(f"{INTEGRATIONS}/visitor-tokens")
@@ -428,8 +427,8 @@ def identified_visitor_token(body: IdentifiedVisitorRequest) -> VisitorToken:
     return VisitorToken(token=token, customerId=body.customerId, workspace=workspace, expiresIn=tokens.DEFAULT_TTL_S)
 
 
-@app.post(f"{INTEGRATIONS}/tickets")
-def integrator_create_ticket(body: TicketCreate) -> Response[dict]:
+@app.post(f"{INTEGRATIONS}/tickets", status_code=201)
+def integrator_create_ticket(body: TicketCreate) -> dict:
     return _create_ticket(_integrator(), body, None)
 
 
@@ -464,10 +463,10 @@ def integrator_ticket_status(ticket_id: str, body: TicketStatusChange) -> dict:
                                           body.version).public()
 
 
-@app.post(f"{INTEGRATIONS}/tickets/<ticket_id>/comments")
-def integrator_comment(ticket_id: str, body: TicketComment) -> Response[dict]:
+@app.post(f"{INTEGRATIONS}/tickets/<ticket_id>/comments", status_code=201)
+def integrator_comment(ticket_id: str, body: TicketComment) -> dict:
     comment = wiring.tickets().comment(_integrator(), ticket_id, body.text, None, body.internal)
-    return Response(status_code=201, content_type="application/json", body=comment)
+    return comment
 
 
 @app.get(f"{INTEGRATIONS}/tickets/<ticket_id>/comments")

@@ -38,6 +38,9 @@ def main(argv: list[str] | None = None) -> int:
 
     kb_cli.add_parser(commands)
 
+    openapi = commands.add_parser("openapi", help="write docs/openapi.json from the api function's routes")
+    openapi.add_argument("--check", action="store_true", help="only say whether the committed file is stale (exit 1)")
+
     bench = commands.add_parser("bench", help="benchmarks (JSON on stdout)")
     benches = bench.add_subparsers(dest="bench", required=True)
     messages = benches.add_parser("messages", help="message path latency, requests, CPU, cold imports, cost")
@@ -74,6 +77,17 @@ def main(argv: list[str] | None = None) -> int:
         return _dev(args)
     if args.command == "token":
         return _token(args)
+    if args.command == "openapi":
+        from . import openapi as document
+
+        if args.check:
+            stale = document.render() != (document.DOCUMENT.read_text(encoding="utf-8")
+                                           if document.DOCUMENT.exists() else "")
+            print(f"{document.DOCUMENT} is {'stale: run `kefu openapi`' if stale else 'up to date'}")
+            return 1 if stale else 0
+        changed = document.write()
+        print(f"{document.DOCUMENT} {'written' if changed else 'unchanged'}")
+        return 0
     if args.command == "kb":
         return kb_cli.run(args)
     if args.command == "bench" and args.bench == "routing":

@@ -31,6 +31,18 @@ from .runtime import STATS, HandlerError, LambdaRuntime
 log = logging.getLogger("kefu.gateway")
 
 MANAGEMENT_PREFIX = "/_aws/ws"
+SWAGGER_ASSETS = {"swagger-ui.css", "swagger-ui-bundle.js", "swagger-ui-standalone-preset.js", "favicon-32x32.png"}
+SWAGGER_PAGE = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>kefu REST API</title>
+<link rel="stylesheet" href="/api-docs/assets/swagger-ui.css"><link rel="icon" href="/api-docs/assets/favicon-32x32.png">
+</head><body><div id="swagger-ui"></div>
+<script src="/api-docs/assets/swagger-ui-bundle.js"></script>
+<script src="/api-docs/assets/swagger-ui-standalone-preset.js"></script>
+<script>
+window.ui = SwaggerUIBundle({url: "/api-docs/openapi.json", dom_id: "#swagger-ui", deepLinking: true,
+  presets: [SwaggerUIBundle.presets.apis, SwaggerUIStandalonePreset], layout: "StandaloneLayout"});
+</script></body></html>
+"""
 TWO_WAY = {key for key in schema.WS_ROUTES if key not in ("$connect", "$disconnect")}
 
 
@@ -76,8 +88,11 @@ class Gateway:
         self.app = web.Application(client_max_size=10 * 1024 * 1024)
         self.app.router.add_get("/ws", self.websocket)
         self.app.router.add_route("*", MANAGEMENT_PREFIX + "/@connections/{connection_id}", self.management)
-        self.app.router.add_route("*", "/api/{path:.*}", self.rest)
+        self.app.router.add_route("*", "/api/{path:[\\s\\S]*}", self.rest)
         self.app.router.add_get("/_local/stats", self.stats)
+        self.app.router.add_get("/api-docs", self.api_docs)
+        self.app.router.add_get("/api-docs/openapi.json", self.openapi_document)
+        self.app.router.add_get("/api-docs/assets/{name}", self.api_docs_asset)
         for method, path, handler in extra_routes or ():
             self.app.router.add_route(method, path, handler)
         self.app.router.add_get("/{path:.*}", self.static)
@@ -255,6 +270,26 @@ class Gateway:
 
             payload = base64.b64decode(payload)
         return web.Response(status=int(result.get("statusCode", 200)), body=payload, headers=headers)
+
+    # ------------------------------------------------------------ Swagger UI (no CDN: swagger-ui-dist from npm)
+
+    async def api_docs(self, request: web.Request) -> web.Response:
+        return web.Response(text=SWAGGER_PAGE, content_type="text/html")
+
+    async def openapi_document(self, request: web.Request) -> web.Response:
+        path = self.web_dir.parent / "docs" / "openapi.json"
+        if not path.is_file():
+            raise web.HTTPNotFound(text="docs/openapi.json is missing: run `kefu openapi`")
+        return web.Response(body=path.read_bytes(), content_type="application/json")
+
+    async def api_docs_asset(self, request: web.Request) -> web.StreamResponse:
+        name = request.match_info["name"]
+        if name not in SWAGGER_ASSETS:
+            raise web.HTTPNotFound()
+        path = self.web_dir.parent / "node_modules" / "swagger-ui-dist" / name
+        if not path.is_file():
+            raise web.HTTPNotFound(text="swagger-ui-dist is not installed: run `make setup`")
+        return web.FileResponse(path, headers={"Cache-Control": "max-age=3600"})
 
     # ------------------------------------------------------------ static web and stats
 

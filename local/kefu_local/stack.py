@@ -62,6 +62,7 @@ class LocalStack:
             "web": self.base_url + "/",
             "customer": self.base_url + "/customer.html",
             "agent": self.base_url + "/agent.html",
+            "api_docs": self.base_url + "/api-docs",
             "dynamodb": self.moto.url,
             "opensearch": self.search.url,
         }
