@@ -11,7 +11,7 @@ from aws_lambda_powertools.event_handler.openapi.params import Query
 from pydantic import BaseModel, Field, StringConstraints
 
 from kefu import schema, tokens, wiring
-from kefu.errors import Forbidden, InvalidRequest, KefuError, NotFound, Unauthorized
+from kefu.errors import Conflict, Forbidden, InvalidRequest, KefuError, NotFound, Unauthorized
 from kefu.knowledge import MAX_IMPORT_LINES, parse_article, parse_jsonl
 from kefu.models import Agent, Principal
 from kefu.routing import RoutingSettings
@@ -405,6 +405,118 @@ def revoke_api_key(workspace: str, key_id: str) -> dict:
     return {"revoked": key_id}
 
 
+# ---------------------------------------------------------------- webhooks (admins, and integrators for their own)
+
+
+class WebhookRequest(BaseModel):
+    url: str = Field(max_length=2048, description="https:// endpoint that receives the signed deliveries")
+    events: list[str] = Field(min_length=1, max_length=20, description='event types, or ["*"]')
+    description: str = Field(default="", max_length=200)
+    active: bool = True
+
+
+class WebhookPatch(BaseModel):
+    url: str | None = Field(default=None, max_length=2048)
+    events: list[str] | None = Field(default=None, min_length=1, max_length=20)
+    description: str | None = Field(default=None, max_length=200)
+    active: bool | None = None
+
+
+@app.post("/workspaces/<workspace>/webhooks", status_code=201)
+def create_webhook(workspace: str, body: WebhookRequest) -> dict:
+    """Subscribe a URL to event types (admins). The signing secret is in this response only."""
+    _staff(workspace, "admin")
+    return _create_webhook(workspace, body)
+
+
+@app.get("/workspaces/<workspace>/webhooks")
+def list_webhooks(workspace: str) -> dict:
+    _staff(workspace, "admin")
+    return {"items": [s.public() for s in wiring.webhook_store().list_subscriptions(workspace)]}
+
+
+@app.get("/workspaces/<workspace>/webhooks/<subscription_id>")
+def get_webhook(workspace: str, subscription_id: str) -> dict:
+    _staff(workspace, "admin")
+    return _subscription(workspace, subscription_id).public()
+
+
+@app.patch("/workspaces/<workspace>/webhooks/<subscription_id>")
+def patch_webhook(workspace: str, subscription_id: str, body: WebhookPatch) -> dict:
+    _staff(workspace, "admin")
+    return _patch_webhook(workspace, subscription_id, body)
+
+
+@app.delete("/workspaces/<workspace>/webhooks/<subscription_id>")
+def delete_webhook(workspace: str, subscription_id: str) -> dict:
+    _staff(workspace, "admin")
+    return _delete_webhook(workspace, subscription_id)
+
+
+@app.post("/workspaces/<workspace>/webhooks/<subscription_id>/rotate-secret")
+def rotate_webhook_secret(workspace: str, subscription_id: str) -> dict:
+    """A new signing secret (admins), in this response only; the old one stops signing at once."""
+    _staff(workspace, "admin")
+    return _rotate_webhook(workspace, subscription_id)
+
+
+@app.get("/workspaces/<workspace>/webhooks/<subscription_id>/deliveries")
+def webhook_deliveries(workspace: str, subscription_id: str,
+                       limit: Annotated[int, Query(ge=1, le=200)] = 50) -> dict:
+    """The latest deliveries, newest first: ok, attempts, status code, error (kept 30 days)."""
+    _staff(workspace, "admin")
+    return _deliveries(workspace, subscription_id, limit)
+
+
+def _create_webhook(workspace: str, body: WebhookRequest) -> dict:
+    from kefu import webhooks
+
+    store_ = wiring.webhook_store()
+    if len(store_.list_subscriptions(workspace)) >= webhooks.MAX_SUBSCRIPTIONS:
+        raise Conflict(f"a workspace has at most {webhooks.MAX_SUBSCRIPTIONS} webhook subscriptions")
+    subscription = webhooks.parse_subscription(workspace, body.model_dump(), allow_private=wiring.webhooks_allow_private())
+    store_.put_subscription(subscription)
+    return {**subscription.public(), "secret": subscription.secret}
+
+
+def _subscription(workspace: str, subscription_id: str):
+    subscription = wiring.webhook_store().get_subscription(workspace, subscription_id)
+    if subscription is None:
+        raise NotFound("no such webhook subscription")
+    return subscription
+
+
+def _patch_webhook(workspace: str, subscription_id: str, body: WebhookPatch) -> dict:
+    from kefu import webhooks
+
+    changes = {k: getattr(body, k) for k in body.model_fields_set}
+    if any(v is None for v in changes.values()):
+        raise InvalidRequest("url, events, description and active cannot be null")
+    updated = webhooks.update_subscription(_subscription(workspace, subscription_id), changes,
+                                           allow_private=wiring.webhooks_allow_private())
+    wiring.webhook_store().put_subscription(updated)
+    return updated.public()
+
+
+def _delete_webhook(workspace: str, subscription_id: str) -> dict:
+    if not wiring.webhook_store().delete_subscription(workspace, subscription_id):
+        raise NotFound("no such webhook subscription")
+    return {"deleted": subscription_id}
+
+
+def _rotate_webhook(workspace: str, subscription_id: str) -> dict:
+    from kefu import webhooks
+
+    rotated = webhooks.rotate_secret(_subscription(workspace, subscription_id))
+    wiring.webhook_store().put_subscription(rotated)
+    return {**rotated.public(), "secret": rotated.secret}
+
+
+def _deliveries(workspace: str, subscription_id: str, limit: int) -> dict:
+    _subscription(workspace, subscription_id)
+    return {"items": [d.public() for d in wiring.webhook_store().deliveries(workspace, subscription_id, limit)]}
+
+
 # ---------------------------------------------------------------- integrators (an API key, no user token)
 
 INTEGRATIONS = schema.INTEGRATIONS_PREFIX
@@ -472,6 +584,31 @@ def integrator_comment(ticket_id: str, body: TicketComment) -> dict:
 @app.get(f"{INTEGRATIONS}/tickets/<ticket_id>/comments")
 def integrator_comments(ticket_id: str) -> dict:
     return {"items": wiring.tickets().comments(_integrator(), ticket_id, None)}
+
+
+@app.post(f"{INTEGRATIONS}/webhooks", status_code=201)
+def integrator_create_webhook(body: WebhookRequest) -> dict:
+    return _create_webhook(_integrator(), body)
+
+
+@app.get(f"{INTEGRATIONS}/webhooks")
+def integrator_webhooks() -> dict:
+    return {"items": [s.public() for s in wiring.webhook_store().list_subscriptions(_integrator())]}
+
+
+@app.patch(f"{INTEGRATIONS}/webhooks/<subscription_id>")
+def integrator_patch_webhook(subscription_id: str, body: WebhookPatch) -> dict:
+    return _patch_webhook(_integrator(), subscription_id, body)
+
+
+@app.delete(f"{INTEGRATIONS}/webhooks/<subscription_id>")
+def integrator_delete_webhook(subscription_id: str) -> dict:
+    return _delete_webhook(_integrator(), subscription_id)
+
+
+@app.get(f"{INTEGRATIONS}/webhooks/<subscription_id>/deliveries")
+def integrator_webhook_deliveries(subscription_id: str, limit: Annotated[int, Query(ge=1, le=200)] = 50) -> dict:
+    return _deliveries(_integrator(), subscription_id, limit)
 
 
 @app.get(f"{INTEGRATIONS}/conversations/<conversation_id>")

@@ -75,6 +75,7 @@ MODELS = {
     "ws_message": APIGatewayWebSocketMessageEventModel,
     "ws_disconnect": APIGatewayWebSocketDisconnectEventModel,
     "rest": APIGatewayProxyEventModel,
+    "wechat": APIGatewayProxyEventModel,  # the WeChat callback arrives through the REST API
     "dynamodb_stream": DynamoDBStreamModel,
 }
 

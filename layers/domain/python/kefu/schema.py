@@ -56,7 +56,7 @@ CONVERSATIONS = Table(
         Index("byCustomer", Key("customerKey"), Key("openedAt")),
     ),
     ttl_attribute="expiresAt",
-    stream="NEW_IMAGE",
+    stream="NEW_AND_OLD_IMAGES",  # webhooks tell an assignment or a close from the change of META
 )
 
 CONNECTIONS = Table(
@@ -176,6 +176,7 @@ EVENT_SOURCE_TICKETS = "kefu.tickets"  # EventBridge source of ticket.escalated 
 # the integrators' usage plan, by name (an id would make a dependency cycle: function -> plan -> stage ->
 # methods -> function): keys issued by the api function join it
 ENV_USAGE_PLAN_NAME = "KEFU_USAGE_PLAN_NAME"
+ENV_WEBHOOKS_ALLOW_PRIVATE = "KEFU_WEBHOOKS_ALLOW_PRIVATE"  # "1" only in the local stack: subscribers on loopback
 LOCAL_USAGE_PLAN_NAME = "kefu-integrators"
 INTEGRATIONS_PREFIX = "/integrations"  # integrators' routes: an API key of one workspace, no user token
 
@@ -339,6 +340,22 @@ FUNCTIONS: tuple[Function, ...] = (
         timeout_s=60,
     ),
     Function(
+        "webhooks_conversations",
+        "Delivers signed webhooks for conversation events (messages, assignments, closes)",
+        reads=("Directory",),  # the workspace's subscriptions
+        writes=("Metrics",),  # delivery records (30 days)
+        stream_of="Conversations",
+        timeout_s=60,  # deliveries stop retrying after 50 s (webhooks.Dispatcher budget)
+    ),
+    Function(
+        "webhooks_tickets",
+        "Delivers signed webhooks for ticket events (created, status, comments, escalations)",
+        reads=("Directory",),
+        writes=("Metrics",),
+        stream_of="Tickets",
+        timeout_s=60,
+    ),
+    Function(
         "timers",
         "Delayed checks: an agent offline after the grace period, a customer who left the queue, queue drains",
         writes=ROUTING_TABLES,
@@ -392,6 +409,14 @@ REST_PUBLIC_ROUTES: tuple[tuple[str, str], ...] = (
     ("POST", "/workspaces/{workspace}/api-keys"),
     ("GET", "/workspaces/{workspace}/api-keys"),
     ("DELETE", "/workspaces/{workspace}/api-keys/{key_id}"),
+    # webhook subscriptions (admins)
+    ("POST", "/workspaces/{workspace}/webhooks"),
+    ("GET", "/workspaces/{workspace}/webhooks"),
+    ("GET", "/workspaces/{workspace}/webhooks/{subscription_id}"),
+    ("PATCH", "/workspaces/{workspace}/webhooks/{subscription_id}"),
+    ("DELETE", "/workspaces/{workspace}/webhooks/{subscription_id}"),
+    ("POST", "/workspaces/{workspace}/webhooks/{subscription_id}/rotate-secret"),
+    ("GET", "/workspaces/{workspace}/webhooks/{subscription_id}/deliveries"),
 )
 REST_STAGE = "v1"
 WS_STAGE = "prod"

@@ -474,6 +474,24 @@ def events_from_ticket_change(old: dict | None, new: dict | None) -> list[Event]
     return events
 
 
+def events_from_stream_record(event_name, old: dict | None, new: dict | None) -> list[Event]:
+    """For a stream consumer of either table: picks the mapping by the item's key. event_name is
+    "INSERT" / "MODIFY" / "REMOVE" (or Powertools' enum). A MODIFY without its old image (a stream
+    of NEW_IMAGE only) is skipped: it would look like an insert and repeat conversation.opened."""
+    name = getattr(event_name, "name", event_name)
+    old, new = old or None, new or None  # Powertools gives {} for a missing image
+    if name == "INSERT":
+        old = None
+    if name == "REMOVE" or new is None or (name == "MODIFY" and old is None):
+        return []
+    pk = str(new.get("pk", ""))
+    if "#C#" in pk:
+        return events_from_conversation_change(old, new)
+    if "#T#" in pk:
+        return events_from_ticket_change(old, new)
+    return []
+
+
 def _by(entry: dict) -> dict | None:
     if not entry.get("by"):
         return None

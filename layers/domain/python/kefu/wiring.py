@@ -157,3 +157,21 @@ def api_keys():
     from .adapters.api_keys import ApiKeys
 
     return ApiKeys(os.environ.get(schema.ENV_USAGE_PLAN_NAME))
+
+
+def webhooks_allow_private() -> bool:
+    return os.environ.get(schema.ENV_WEBHOOKS_ALLOW_PRIVATE) == "1"
+
+
+@lru_cache(maxsize=1)
+def webhook_store():
+    from .adapters.webhook_store import DynamoWebhookStore
+
+    return DynamoWebhookStore()
+
+
+@lru_cache(maxsize=1)
+def webhook_dispatcher():
+    from .webhooks import Dispatcher, HttpSender
+
+    return Dispatcher(HttpSender(allow_private=webhooks_allow_private()), webhook_store())
