@@ -517,6 +517,101 @@ def _deliveries(workspace: str, subscription_id: str, limit: int) -> dict:
     return {"items": [d.public() for d in wiring.webhook_store().deliveries(workspace, subscription_id, limit)]}
 
 
+# ---------------------------------------------------------------- channels
+
+PLAIN = {"description": "plain text", "content": {"text/plain": {"schema": {"type": "string"}}}}
+
+
+class WeChatSettings(BaseModel):
+    token: str = Field(pattern=r"^[A-Za-z0-9]{3,32}$", description="the callback token set in WeChat's console")
+    appId: str = Field(pattern=r"^[A-Za-z0-9_]{4,64}$")
+    appSecret: str = Field(min_length=8, max_length=128, description="write-only")
+    apiBase: str | None = Field(default=None, max_length=200,
+                                description="the customer-service API's base URL (default api.weixin.qq.com)")
+
+
+@app.put("/workspaces/<workspace>/channels/wechat")
+def put_wechat(workspace: str, body: WeChatSettings) -> dict:
+    """Connect a WeChat Official Account (admins): its callback URL is /channels/wechat/{workspace}."""
+    _staff(workspace, "admin")
+    from kefu import webhooks
+
+    if body.apiBase is not None:
+        webhooks.parse_url(body.apiBase, allow_private=wiring.webhooks_allow_private())
+    wiring.channel_store().put(workspace, "wechat", body.model_dump())
+    return _wechat_public(workspace, body.model_dump())
+
+
+@app.get("/workspaces/<workspace>/channels/wechat")
+def get_wechat(workspace: str) -> dict:
+    _staff(workspace, "admin")
+    settings = wiring.channel_store().get(workspace, "wechat")
+    if settings is None:
+        raise NotFound("WeChat is not connected")
+    return _wechat_public(workspace, settings)
+
+
+def _wechat_public(workspace: str, settings: dict) -> dict:
+    return {"appId": settings["appId"], "apiBase": settings.get("apiBase"), "appSecretSet": bool(settings.get("appSecret")),
+            "callbackPath": f"/channels/wechat/{workspace}"}
+
+
+def _wechat_token(workspace: str) -> str:
+    settings = wiring.channel_store().get(workspace, "wechat") if tokens.WORKSPACE_RE.match(workspace) else None
+    if settings is None:
+        raise NotFound("WeChat is not connected to this workspace")
+    return settings["token"]
+
+
+@app.get("/channels/wechat/<workspace>", responses={200: PLAIN})
+def wechat_url_verification(workspace: str) -> Response[str]:
+    """WeChat's URL verification: echoes `echostr` when the signature matches the workspace's token."""
+    from kefu.channels import wechat
+
+    echo = wechat.url_verification(_wechat_token(workspace), app.current_event.query_string_parameters or {})
+    return Response(status_code=200, content_type="text/plain", body=echo)
+
+
+@app.post("/channels/wechat/<workspace>", responses={200: PLAIN})
+def wechat_callback(workspace: str) -> Response[str]:
+    """A message from a WeChat follower: verified by signature, parsed, put into the customer's
+    conversation (the bot's turn or routing included), answered "success" within WeChat's 5 s; replies
+    go out through the customer-service API (channel_outbound). Events (subscribe, menu clicks) are
+    acknowledged and ignored."""
+    from kefu.channels import wechat
+
+    wechat.verify_request(_wechat_token(workspace), app.current_event.query_string_parameters or {})
+    inbound = wechat.to_inbound(wechat.parse_message(app.current_event.decoded_body or ""), workspace)
+    if inbound is not None:
+        _, then = wiring.conversation_service().receive(inbound)
+        if then is not None:
+            then()  # before answering: Lambda freezes after the response
+    return Response(status_code=200, content_type="text/plain", body=wechat.PASSIVE_EMPTY)
+
+
+class ChannelMessage(BaseModel):
+    customerId: OptionalId = Field(description="your customer id: the same id on every channel is one customer")
+    customerName: str = Field(default="", max_length=80)
+    text: str = Field(min_length=1, max_length=4000)
+    messageId: OptionalId = Field(description="your id of this message: resending it stores nothing twice")
+
+
+@app.post(f"{schema.INTEGRATIONS_PREFIX}/channels/rest/messages", status_code=202)
+def rest_channel_message(body: ChannelMessage) -> dict:
+    """A customer's message from an app backend (the REST channel): into the customer's open conversation
+    or a new one, like a widget message. Replies reach the app through webhooks (message.created)."""
+    from kefu.channels import Inbound
+
+    inbound = Inbound(workspace=_integrator(), channel="rest", customer_id=body.customerId, text=body.text.strip(),
+                      external_id=body.messageId, customer_name=body.customerName)
+    if not inbound.text:
+        raise InvalidRequest("text: the message is empty")
+    ack, then = wiring.conversation_service().receive(inbound)
+    if then is not None:
+        then()
+    return {"conversationId": ack["conversationId"], "seq": ack["seq"], "createdAt": ack["createdAt"]}
+
+
 # ---------------------------------------------------------------- integrators (an API key, no user token)
 
 INTEGRATIONS = schema.INTEGRATIONS_PREFIX

@@ -18,6 +18,7 @@ from .ports import ConversationAlreadyOpen, DuplicateMessage, SeqConflict, Store
 
 if TYPE_CHECKING:  # frames (pydantic) only types the arguments; $connect and $disconnect never load it
     from . import frames
+    from .channels import Inbound
     from .bot import Bot
     from .router import Router
 
@@ -63,15 +64,15 @@ class ConversationService:
             then()
         return ack
 
-    def accept_message(self, who: Principal, connection_id: str,
-                       frame: frames.MessageFrame) -> tuple[dict, Callable[[], None] | None]:
+    def accept_message(self, who: Principal, connection_id: str | None,
+                       frame: frames.MessageFrame, channel: str = "web") -> tuple[dict, Callable[[], None] | None]:
         """Store the message durably and fan it out; returns the ack and what remains to do (route the new
         conversation, or the bot's turn), so the WebSocket handler can ack before doing it."""
         conversation_id, opened = frame.conversationId, None
         if conversation_id is None:
             if who.role != "customer":
                 raise InvalidFrame("conversationId is required", client_message_id=frame.clientMessageId)
-            conversation_id, opened = self._open_conversation(who, frame)
+            conversation_id, opened = self._open_conversation(who, frame, channel)
 
         for attempt in range(MAX_SEQ_RETRIES):
             conversation, connections = self.store.load_for_fanout(who.workspace, conversation_id)
@@ -83,6 +84,7 @@ class ConversationService:
                 sender=who.sender(),
                 text=frame.text,
                 created_at=now_iso(),
+                channel=channel,
             )
             try:
                 self.store.append_message(conversation, message, who.key)
@@ -103,6 +105,24 @@ class ConversationService:
         if opened is not None:
             return _ack(message), lambda: self.router.conversation_opened(opened)
         return _ack(message), None
+
+    def receive(self, inbound: Inbound) -> tuple[dict, Callable[[], None] | None]:
+        """A customer's message from another channel (REST, WeChat): into the customer's open conversation,
+        or a new one, exactly like a widget message (fan-out, the bot's turn, routing). The channel's own
+        message id makes a redelivery (WeChat retries after 5 s) the same message."""
+        from . import frames
+
+        who = Principal(inbound.workspace, "customer", inbound.customer_id, inbound.customer_name)
+        frame = frames.MessageFrame(action="message", clientMessageId=_channel_message_id(inbound),
+                                    text=inbound.text)
+        open_id = self.store.open_conversation_id(inbound.workspace, inbound.customer_id)
+        if open_id:
+            frame = frame.model_copy(update={"conversationId": open_id})
+        try:
+            return self.accept_message(who, None, frame, channel=inbound.channel)
+        except ConversationClosed:  # closed between the two reads: the message opens a new one
+            return self.accept_message(who, None, frame.model_copy(update={"conversationId": None}),
+                                       channel=inbound.channel)
 
     def typing(self, who: Principal, connection_id: str, frame: frames.TypingFrame) -> dict:
         conversation, connections = self.store.load_for_fanout(who.workspace, frame.conversationId)
@@ -140,7 +160,8 @@ class ConversationService:
 
     # ------------------------------------------------------------ internals
 
-    def _open_conversation(self, who: Principal, frame: frames.MessageFrame) -> tuple[str, Conversation | None]:
+    def _open_conversation(self, who: Principal, frame: frames.MessageFrame,
+                           channel: str = "web") -> tuple[str, Conversation | None]:
         existing = self.store.open_conversation_id(who.workspace, who.id)
         if existing:
             return existing, None  # group and language only matter to a new conversation
@@ -157,6 +178,7 @@ class ConversationService:
             customer_tags=who.tags,
             group=frame.group,
             language=frame.language,
+            channel=channel,
             status="bot" if self.bot is not None and self.bot.takes(who.workspace) else "open",
         )
         try:
@@ -176,6 +198,14 @@ class ConversationService:
             raise NotFound("no such conversation", client_message_id=cmid)
         if conversation.status == "closed":
             raise ConversationClosed("the conversation is closed", client_message_id=cmid)
+
+
+def _channel_message_id(inbound: Inbound) -> str:
+    """The clientMessageId of a channel message: stable per channel message, within the id alphabet."""
+    import hashlib
+
+    digest = hashlib.sha256(f"{inbound.channel}:{inbound.external_id}".encode()).hexdigest()[:32]
+    return f"{inbound.channel}-{digest}"
 
 
 def _ack(message: Message) -> dict:

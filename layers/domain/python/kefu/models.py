@@ -106,6 +106,8 @@ class Message:
     # what the bot adds to its messages: {"articleId", "confidence", "rateable"}; or to an agent's
     # message sent from a suggestion: {"suggestion": {"articleId", "edited"}}
     meta: dict | None = None
+    channel: str = "web"  # how a customer's message arrived (web, rest, wechat); replies are "web"
+
 
     def frame(self) -> dict:
         frame = {
@@ -119,6 +121,8 @@ class Message:
         }
         if self.meta:
             frame["meta"] = self.meta
+        if self.channel != "web":  # absent means the widget (or the console)
+            frame["channel"] = self.channel
         return frame
 
     def public(self) -> dict:

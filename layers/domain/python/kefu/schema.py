@@ -176,7 +176,8 @@ EVENT_SOURCE_TICKETS = "kefu.tickets"  # EventBridge source of ticket.escalated 
 # the integrators' usage plan, by name (an id would make a dependency cycle: function -> plan -> stage ->
 # methods -> function): keys issued by the api function join it
 ENV_USAGE_PLAN_NAME = "KEFU_USAGE_PLAN_NAME"
-ENV_WEBHOOKS_ALLOW_PRIVATE = "KEFU_WEBHOOKS_ALLOW_PRIVATE"  # "1" only in the local stack: subscribers on loopback
+# "1" only in the local stack: outbound HTTP (webhook subscribers, a channel's API base URL) may go to loopback
+ENV_WEBHOOKS_ALLOW_PRIVATE = "KEFU_WEBHOOKS_ALLOW_PRIVATE"
 LOCAL_USAGE_PLAN_NAME = "kefu-integrators"
 INTEGRATIONS_PREFIX = "/integrations"  # integrators' routes: an API key of one workspace, no user token
 
@@ -294,12 +295,16 @@ FUNCTIONS: tuple[Function, ...] = (
     Function(
         "api",
         "REST API for widgets, apps and integrators",
-        reads=("Conversations", "Metrics"),  # Metrics: the bot's unanswered questions (kb maintenance)
-        writes=("Directory", "Knowledge", "Tickets"),
-        reads_buckets=("Models",),
+        reads=("Metrics",),  # the bot's unanswered questions (kb maintenance), webhook deliveries
+        # Conversations: messages from other channels (REST, WeChat) go into conversations like the widget's
+        writes=(*ROUTING_TABLES, "Knowledge", "Tickets"),
+        reads_buckets=("Models",),  # the bot answers channel messages
         search="read",
+        manage_connections=True,  # the agent's console sees a channel message at once
+        sends_to=("Timers",),
         needs_secret=True,
         issues_api_keys=True,
+        memory_mb=1024,  # the bot's model on channel messages
         timeout_s=29,
     ),
     Function(
@@ -337,6 +342,13 @@ FUNCTIONS: tuple[Function, ...] = (
         reads=("Tickets",),
         stream_of="Tickets",
         escalations=True,
+        timeout_s=60,
+    ),
+    Function(
+        "channel_outbound",
+        "Sends agents' and the bot's replies to customers on other channels (WeChat customer-service API)",
+        reads=("Conversations", "Directory"),  # the conversation's channel; the workspace's channel settings
+        stream_of="Conversations",
         timeout_s=60,
     ),
     Function(
@@ -409,6 +421,11 @@ REST_PUBLIC_ROUTES: tuple[tuple[str, str], ...] = (
     ("POST", "/workspaces/{workspace}/api-keys"),
     ("GET", "/workspaces/{workspace}/api-keys"),
     ("DELETE", "/workspaces/{workspace}/api-keys/{key_id}"),
+    # channels: WeChat's callback (signed by WeChat, no token) and its settings (admins)
+    ("GET", "/channels/wechat/{workspace}"),
+    ("POST", "/channels/wechat/{workspace}"),
+    ("GET", "/workspaces/{workspace}/channels/wechat"),
+    ("PUT", "/workspaces/{workspace}/channels/wechat"),
     # webhook subscriptions (admins)
     ("POST", "/workspaces/{workspace}/webhooks"),
     ("GET", "/workspaces/{workspace}/webhooks"),

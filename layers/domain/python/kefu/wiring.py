@@ -175,3 +175,10 @@ def webhook_dispatcher():
     from .webhooks import Dispatcher, HttpSender
 
     return Dispatcher(HttpSender(allow_private=webhooks_allow_private()), webhook_store())
+
+
+@lru_cache(maxsize=1)
+def channel_store():
+    from .adapters.channel_store import ChannelStore
+
+    return ChannelStore()

@@ -173,6 +173,7 @@ class MessageItem(ConversationItem, discriminator="msg"):
     text = UnicodeAttribute()
     createdAt = UnicodeAttribute()
     meta = JSONAttribute(null=True)
+    channel = UnicodeAttribute(null=True)  # absent: web
 
     def domain(self, conversation_id: str) -> Message:
         return Message(
@@ -183,6 +184,7 @@ class MessageItem(ConversationItem, discriminator="msg"):
             text=self.text,
             created_at=self.createdAt,
             meta=self.meta,
+            channel=self.channel or "web",
         )
 
 
@@ -548,6 +550,7 @@ class DynamoStore:
                         text=message.text,
                         createdAt=message.created_at,
                         meta=message.meta,
+                        channel=None if message.channel == "web" else message.channel,
                     ),
                     condition=MessageItem.pk.does_not_exist(),
                 )

@@ -1,0 +1,29 @@
+"""Per-workspace channel settings in the Directory table: pk "{ws}#CHANNELS", sk the channel ("wechat").
+WeChat: the callback token, the Official Account's appId and appSecret (the table is encrypted with the
+stack's KMS key; the secret is never returned by the API), and the API base URL (tests point it at a
+fake on loopback)."""
+
+from __future__ import annotations
+
+import os
+
+import boto3
+
+from .. import schema
+from .dynamodb import _host, _region
+
+
+class ChannelStore:
+    def __init__(self) -> None:
+        self.table = os.environ.get(schema.DIRECTORY.env_var, schema.DIRECTORY.local_name)
+        self.dynamodb = boto3.client("dynamodb", region_name=_region(), endpoint_url=_host())
+
+    def get(self, workspace: str, channel: str) -> dict | None:
+        item = self.dynamodb.get_item(TableName=self.table,
+                                      Key={"pk": {"S": f"{workspace}#CHANNELS"}, "sk": {"S": channel}}).get("Item")
+        return {k: v["S"] for k, v in item.items() if k not in ("pk", "sk") and "S" in v} if item else None
+
+    def put(self, workspace: str, channel: str, settings: dict[str, str]) -> None:
+        item = {"pk": {"S": f"{workspace}#CHANNELS"}, "sk": {"S": channel}}
+        item.update({k: {"S": v} for k, v in settings.items() if v is not None})
+        self.dynamodb.put_item(TableName=self.table, Item=item)
