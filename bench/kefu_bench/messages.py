@@ -1086,7 +1086,9 @@ def _report(conversations, messages, n_agents, clients: _Clients, meter: _Meter,
     n_steady = phases["steady"]["events"]
 
     # ---------------------------------------------------------------- requests and CPU
-    handler_cpu = {f: v for f, v in steady_stats["cpu_ms"].items() if f != "stream_metrics"}
+    # the message path's handlers; the stream consumers (metrics, webhooks, channel replies) run after it
+    stream_consumers = {f.name for f in schema.FUNCTIONS if f.stream_of}
+    handler_cpu = {f: v for f, v in steady_stats["cpu_ms"].items() if f not in stream_consumers}
     stream_requests = Counter()
     if not external:
         ddb = phases["steady"]["ddb"]["requests"]
@@ -1190,6 +1192,8 @@ def _report(conversations, messages, n_agents, clients: _Clients, meter: _Meter,
             "cpu_ms_per_message": _per(steady_stats["cpu_ms"].get("stream_metrics", 0), n_steady, 3),
             "ddb_requests_per_message": _per(sum(stream_requests.values()), n_steady) if not external else None,
         },
+        "stream_consumers_cpu_ms_per_message": {
+            f: _per(v, n_steady, 3) for f, v in sorted(steady_stats["cpu_ms"].items()) if f in stream_consumers},
         "post_to_connection_per_message": steady.post_to_connection,
         "cold_import_ms": cold_import_ms,
         "cold_import_runs_ms": {k: [round(x, 1) for x in v] for k, v in cold["runs_ms"].items()},

@@ -59,6 +59,9 @@ def test_handler_cpu(report):
     assert set(report["handler_cpu_ms_by_function"]) == {"ws_message"}
     assert "stream_metrics" not in report["handler_cpu_ms_by_function"]
     assert report["stream_metrics"]["cpu_ms_per_message"] >= 0
+    # what runs after the message path, from the conversations stream, is reported on its own
+    assert {"stream_metrics", "webhooks_conversations", "channel_outbound"} <= set(
+        report["stream_consumers_cpu_ms_per_message"])
 
 
 def test_cold_imports(report):
