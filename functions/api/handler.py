@@ -81,6 +81,10 @@ class AgentProfile(BaseModel):
 def list_agents(workspace: str) -> dict:
     """Every agent with presence and load (supervisors and admins)."""
     _staff(workspace, "supervisor")
+    return _agents(workspace)
+
+
+def _agents(workspace: str) -> dict:
     return {"items": [a.public() for a in store.list_agents(workspace)]}
 
 
@@ -88,6 +92,10 @@ def list_agents(workspace: str) -> dict:
 def put_agent(workspace: str, agent_id: str, body: AgentProfile) -> dict:
     """Create or update an agent's profile (admins). Presence and load are the agent's own business."""
     _staff(workspace, "admin")
+    return _put_agent(workspace, agent_id, body)
+
+
+def _put_agent(workspace: str, agent_id: str, body: AgentProfile) -> dict:
     if not tokens.ID_RE.match(agent_id):
         raise InvalidRequest("agent id: letters, digits and _ . : - only, at most 64")
     agent = store.save_agent_profile(Agent(workspace, agent_id, body.name, role=body.role, groups=tuple(body.groups),
@@ -154,6 +162,10 @@ class AskRequest(BaseModel):
 def list_articles(workspace: str, status: Annotated[Literal["active", "retired"] | None, Query()] = None) -> dict:
     """Every article of the workspace (agents), optionally only the active or retired ones."""
     _staff(workspace, "agent")
+    return _articles(workspace, status)
+
+
+def _articles(workspace: str, status: str | None) -> dict:
     articles = sorted(wiring.knowledge_store().list_articles(workspace), key=lambda a: a.id)
     return {"articles": [a.public() for a in articles if status is None or a.status == status]}
 
@@ -161,6 +173,10 @@ def list_articles(workspace: str, status: Annotated[Literal["active", "retired"]
 @app.get("/workspaces/<workspace>/kb/articles/<article_id>")
 def get_article(workspace: str, article_id: str) -> dict:
     _staff(workspace, "agent")
+    return _article(workspace, article_id)
+
+
+def _article(workspace: str, article_id: str) -> dict:
     article = wiring.knowledge_store().get_article(workspace, article_id)
     if article is None:
         raise NotFound("no such article")
@@ -171,6 +187,10 @@ def get_article(workspace: str, article_id: str) -> dict:
 def put_article(workspace: str, article_id: str, body: dict) -> dict:
     """Create or replace an article (supervisors); ratings are kept. The model retrains within seconds."""
     _staff(workspace, "supervisor")
+    return _put_article(workspace, article_id, body)
+
+
+def _put_article(workspace: str, article_id: str, body: dict) -> dict:
     if "id" in body and body["id"] != article_id:
         raise InvalidRequest("the body's id differs from the path's")
     return wiring.knowledge_store().put_article(parse_article(workspace, body, article_id=article_id)).public()
@@ -179,6 +199,10 @@ def put_article(workspace: str, article_id: str, body: dict) -> dict:
 @app.delete("/workspaces/<workspace>/kb/articles/<article_id>")
 def delete_article(workspace: str, article_id: str) -> dict:
     _staff(workspace, "supervisor")
+    return _delete_article(workspace, article_id)
+
+
+def _delete_article(workspace: str, article_id: str) -> dict:
     if not wiring.knowledge_store().delete_article(workspace, article_id):
         raise NotFound("no such article")
     return {"deleted": article_id}
@@ -189,6 +213,10 @@ def import_articles(workspace: str) -> dict:
     """Bulk import (supervisors): the body is the KB file, JSON Lines, one article per line.
     Valid lines are stored even when others are refused; every refused line is reported."""
     _staff(workspace, "supervisor")
+    return _import_articles(workspace)
+
+
+def _import_articles(workspace: str) -> dict:
     body = app.current_event.decoded_body or ""
     if len(body.encode("utf-8")) > MAX_IMPORT_BYTES:
         raise InvalidRequest(f"an import is at most {MAX_IMPORT_BYTES // (1024 * 1024)} MB; split the file")
@@ -203,6 +231,10 @@ def ask(workspace: str, body: AskRequest) -> dict:
     """What the bot would do with this question (agents): decision, confidence, article, answer, reason,
     with the workspace's thresholds."""
     _staff(workspace, "agent")
+    return _ask(workspace, body)
+
+
+def _ask(workspace: str, body: AskRequest) -> dict:
     thresholds = _bot_settings(workspace).thresholds
     return wiring.answerer().answer(workspace, body.text, slots=body.slots, thresholds=thresholds).detail()
 
@@ -704,6 +736,90 @@ def integrator_delete_webhook(subscription_id: str) -> dict:
 @app.get(f"{INTEGRATIONS}/webhooks/<subscription_id>/deliveries")
 def integrator_webhook_deliveries(subscription_id: str, limit: Annotated[int, Query(ge=1, le=200)] = 50) -> dict:
     return _deliveries(_integrator(), subscription_id, limit)
+
+
+@app.get(f"{INTEGRATIONS}/agents")
+def integrator_agents() -> dict:
+    """Every agent with presence and load."""
+    return _agents(_integrator())
+
+
+@app.put(f"{INTEGRATIONS}/agents/<agent_id>")
+def integrator_put_agent(agent_id: str, body: AgentProfile) -> dict:
+    """Create or update an agent's profile (an HR or SSO sync)."""
+    return _put_agent(_integrator(), agent_id, body)
+
+
+@app.get(f"{INTEGRATIONS}/groups")
+def integrator_groups() -> dict:
+    """The skill groups agents belong to, with how many agents each has and how many are online."""
+    groups: dict[str, dict] = {}
+    for agent in store.list_agents(_integrator()):
+        for group in agent.groups:
+            entry = groups.setdefault(group, {"group": group, "agents": 0, "online": 0})
+            entry["agents"] += 1
+            entry["online"] += agent.presence == "online"
+    return {"items": sorted(groups.values(), key=lambda g: g["group"])}
+
+
+@app.get(f"{INTEGRATIONS}/kb/articles")
+def integrator_articles(status: Annotated[Literal["active", "retired"] | None, Query()] = None) -> dict:
+    return _articles(_integrator(), status)
+
+
+@app.get(f"{INTEGRATIONS}/kb/articles/<article_id>")
+def integrator_article(article_id: str) -> dict:
+    return _article(_integrator(), article_id)
+
+
+@app.put(f"{INTEGRATIONS}/kb/articles/<article_id>")
+def integrator_put_article(article_id: str, body: dict) -> dict:
+    return _put_article(_integrator(), article_id, body)
+
+
+@app.delete(f"{INTEGRATIONS}/kb/articles/<article_id>")
+def integrator_delete_article(article_id: str) -> dict:
+    return _delete_article(_integrator(), article_id)
+
+
+@app.post(f"{INTEGRATIONS}/kb/import")
+def integrator_import() -> dict:
+    return _import_articles(_integrator())
+
+
+@app.post(f"{INTEGRATIONS}/kb/ask")
+def integrator_ask(body: AskRequest) -> dict:
+    return _ask(_integrator(), body)
+
+
+@app.get(f"{INTEGRATIONS}/conversations")
+def integrator_conversations(
+    status: Annotated[Literal["bot", "open", "queued", "assigned", "closed"] | None, Query()] = None,
+    channel: Annotated[Literal["web", "rest", "wechat"] | None, Query()] = None,
+    customerId: Annotated[str | None, Query(max_length=64)] = None,
+    cursor: Annotated[str | None, Query(max_length=2048)] = None,
+    limit: Annotated[int, Query(ge=1, le=100)] = 25,
+) -> dict:
+    """Conversations, newest first, filtered by status, channel or customer; `nextCursor` continues."""
+    items, next_cursor = store.list_conversations(_integrator(), {"status": status, "channel": channel,
+                                                                  "customerId": customerId}, cursor, limit)
+    return {"items": [_conversation_summary(c) for c in items], "nextCursor": next_cursor}
+
+
+class IntegratorClose(BaseModel):
+    resolved: bool = Field(default=True, description="false opens a ticket for what the chat did not finish")
+
+
+@app.post(f"{INTEGRATIONS}/conversations/<conversation_id>/close")
+def integrator_close(conversation_id: str, body: IntegratorClose) -> dict:
+    """Close a conversation (e.g. the order was settled elsewhere); its participants get `closed`."""
+    from kefu import frames
+
+    who = Principal(_integrator(), "agent", "integration", "Integration", agent_role="admin")
+    if not tokens.ID_RE.match(conversation_id):
+        raise NotFound("no such conversation")
+    frame = frames.CloseFrame(action="close", conversationId=conversation_id, resolved=body.resolved)
+    return wiring.router().close(who, frame)
 
 
 @app.get(f"{INTEGRATIONS}/conversations/<conversation_id>")

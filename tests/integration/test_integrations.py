@@ -111,3 +111,54 @@ def test_identified_customers_keep_one_profile_across_conversations(admin, stack
     assert crm("GET", f"/conversations/{conversation}").json()["status"] == "assigned"
     assert crm("GET", "/customers/nobody").status_code == 404
     assert crm("GET", "/conversations/c_nope").status_code == 404
+
+
+def test_integrators_list_and_close_conversations_and_manage_agents_and_articles(admin, stack, world_factory):
+    crm = Integrator(stack, issue_key(admin)["key"])
+    agent = admin.agent_socket("bob")
+    opened = []
+    for i in range(3):
+        customer = admin.customer(f"cust-{i}", name=f"客户{i}")
+        opened.append(open_conversation(admin, customer, agent, text=f"问题 {i}"))
+    seen, cursor = [], None
+    while True:
+        page = crm("GET", "/conversations", params={"limit": 2, **({"cursor": cursor} if cursor else {})}).json()
+        seen += [c["conversationId"] for c in page["items"]]
+        cursor = page["nextCursor"]
+        if not cursor:
+            break
+    assert seen == opened[::-1]  # newest first, each once
+    assert [c["conversationId"] for c in crm("GET", "/conversations", params={"customerId": "cust-1"}).json()["items"]] \
+        == [opened[1]]
+    assert crm("GET", "/conversations", params={"status": "closed"}).json()["items"] == []
+    assert crm("GET", "/conversations", params={"channel": "wechat"}).json()["items"] == []
+    assert crm("GET", "/conversations", params={"cursor": "bm9wZQ"}).status_code == 422
+
+    closed = crm("POST", f"/conversations/{opened[0]}/close", json={"resolved": False})
+    assert closed.status_code == 200, closed.text
+    assert closed.json()["ticketId"] and agent.expect(type="closed", conversationId=opened[0])
+    assert crm("POST", f"/conversations/{opened[0]}/close", json={}).status_code == 409  # already closed
+    assert crm("POST", "/conversations/not a valid id/close", json={}).status_code == 404
+    assert [c["conversationId"] for c in crm("GET", "/conversations", params={"status": "closed"}).json()["items"]] \
+        == [opened[0]]
+    other = world_factory()
+    other.agent("ada", "Ada", role="admin")
+    theirs = Integrator(stack, issue_key(other)["key"])
+    assert theirs("GET", "/conversations").json()["items"] == []
+    assert theirs("POST", f"/conversations/{opened[1]}/close", json={}).status_code == 404
+
+    # agents and groups (an HR or SSO sync)
+    put = crm("PUT", "/agents/dora", json={"name": "Dora", "groups": ["售后", "vip"], "maxConcurrent": 3})
+    assert put.status_code == 200 and put.json()["groups"] == ["售后", "vip"]
+    assert crm("PUT", "/agents/dora", json={"name": "Dora", "maxConcurrent": 500}).status_code == 422
+    assert {a["agentId"] for a in crm("GET", "/agents").json()["items"]} >= {"ada", "bob", "dora"}
+    groups = {g["group"]: g for g in crm("GET", "/groups").json()["items"]}
+    assert groups["vip"] == {"group": "vip", "agents": 1, "online": 0}
+
+    # the knowledge base
+    article = {"lang": "zh", "title": "营业时间", "answer": "每天 9:00–21:00", "questions": ["几点上班", "营业时间"]}
+    assert crm("PUT", "/kb/articles/hours", json=article).json()["id"] == "hours"
+    assert [a["id"] for a in crm("GET", "/kb/articles").json()["articles"]] == ["hours"]
+    assert theirs("GET", "/kb/articles/hours").status_code == 404
+    assert crm("DELETE", "/kb/articles/hours").json() == {"deleted": "hours"}
+    assert crm("POST", "/kb/ask", json={"text": "x" * 10_001}).status_code == 422

@@ -54,6 +54,8 @@ CONVERSATIONS = Table(
         Index("byAgent", Key("agentKey"), Key("openedAt")),
         # every conversation of a customer, across channels
         Index("byCustomer", Key("customerKey"), Key("openedAt")),
+        # sparse (META items from issue 5 on): a workspace's conversations, newest first, for integrators' lists
+        Index("byWorkspace", Key("listKey"), Key("openedAt")),
     ),
     ttl_attribute="expiresAt",
     stream="NEW_AND_OLD_IMAGES",  # webhooks tell an assignment or a close from the change of META

@@ -90,6 +90,15 @@ class ByCustomer(GlobalSecondaryIndex):
     openedAt = UnicodeAttribute(range_key=True)
 
 
+class ByWorkspace(GlobalSecondaryIndex):
+    class Meta:
+        index_name = "byWorkspace"
+        projection = AllProjection()
+
+    listKey = UnicodeAttribute(hash_key=True)
+    openedAt = UnicodeAttribute(range_key=True)
+
+
 class ConversationItem(Model):
     Meta = _meta(schema.CONVERSATIONS)
     pk = UnicodeAttribute(hash_key=True)
@@ -99,9 +108,11 @@ class ConversationItem(Model):
     # index keys live on the base model so that index queries come back typed
     agentKey = UnicodeAttribute(null=True)
     customerKey = UnicodeAttribute(null=True)
+    listKey = UnicodeAttribute(null=True)
     openedAt = UnicodeAttribute(null=True)
     by_agent = ByAgent()
     by_customer = ByCustomer()
+    by_workspace = ByWorkspace()
 
 
 class MetaItem(ConversationItem, discriminator="meta"):
@@ -474,6 +485,7 @@ class DynamoStore:
             openedAt=conversation.opened_at,
             updatedAt=conversation.opened_at,
             customerKey=f"{ws}#{conversation.customer_id}",
+            listKey=ws,
             group=conversation.group,
             language=conversation.language,
         )
@@ -510,6 +522,26 @@ class DynamoStore:
         """Newest first, across channels (the byCustomer index)."""
         items = ConversationItem.by_customer.query(f"{workspace}#{customer_id}", scan_index_forward=False, limit=limit)
         return [i.domain() for i in items if isinstance(i, MetaItem)]
+
+    def list_conversations(self, workspace: str, filters: dict, cursor: str | None,
+                           limit: int) -> tuple[list[Conversation], str | None]:
+        """Newest first; filters status and channel (attribute filters), customerId (the byCustomer index).
+        The cursor is opaque and bound to the workspace and the list."""
+        from .cursors import decode, encode
+
+        customer = filters.get("customerId")
+        index, hash_value, hash_name = ((ConversationItem.by_customer, f"{workspace}#{customer}", "customerKey")
+                                        if customer else (ConversationItem.by_workspace, workspace, "listKey"))
+        condition = None
+        for name, attribute in (("status", MetaItem.status), ("channel", MetaItem.channel)):
+            if filters.get(name):
+                clause = attribute == filters[name]
+                condition = clause if condition is None else condition & clause
+        results = index.query(hash_value, filter_condition=condition, scan_index_forward=False, limit=limit,
+                              page_size=max(limit, 50), last_evaluated_key=decode(cursor, {hash_name: hash_value}))
+        items = [i.domain() for i in results if isinstance(i, MetaItem)]
+        last = results.last_evaluated_key
+        return items, (encode(last) if last and len(items) == limit else None)
 
     def get_conversation(self, workspace: str, conversation_id: str) -> Conversation | None:
         item = _get(MetaItem, conv_pk(workspace, conversation_id), "META")

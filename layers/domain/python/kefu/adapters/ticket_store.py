@@ -8,9 +8,6 @@ update on `version` that also appends its event to `history`.
 
 from __future__ import annotations
 
-import base64
-import binascii
-import json
 import os
 from decimal import Decimal
 
@@ -20,9 +17,9 @@ from botocore.config import Config
 from botocore.exceptions import ClientError
 
 from .. import schema
-from ..errors import InvalidRequest
 from ..ports import StateConflict
 from ..tickets import MAX_HISTORY, TICKET_SK, Ticket, ticket_pk
+from .cursors import decode, encode
 from .dynamodb import _host, _region
 
 SETTINGS_SK = "TICKET_SETTINGS"
@@ -205,7 +202,7 @@ class DynamoTicketStore:
             index, key_name, key_value = "byCustomer", "customerKey", f"{workspace}#{customer}"
         else:
             index, key_name, key_value = "byWorkspace", "listKey", workspace
-        start = _decode_cursor(cursor, key_name, key_value)
+        start = decode(cursor, {key_name: key_value})
         names, values, clauses = {"#k": key_name}, {":k": key_value}, []
         for i, name in enumerate(("status", "priority", "groupId", "assigneeId")):
             wanted = filters.get(name)
@@ -225,13 +222,12 @@ class DynamoTicketStore:
             for item in page.get("Items", []):
                 found.append(_ticket(_read(item)))
                 if len(found) == limit:
-                    last = _read(item)
-                    key = {"pk": last["pk"], "sk": last["sk"], key_name: key_value, "createdAt": last["createdAt"]}
-                    return found, _encode_cursor(key)
+                    key = {name: item[name] for name in ("pk", "sk", key_name, "createdAt")}
+                    return found, encode(key)
             start = page.get("LastEvaluatedKey")
             if not start:
                 return found, None
-        return found, _encode_cursor(_read(start))
+        return found, encode(start)
 
     # ------------------------------------------------------------ settings
 
@@ -241,20 +237,3 @@ class DynamoTicketStore:
 
     def put_ticket_settings(self, workspace: str, settings: dict) -> None:
         self.client.put_item(TableName=self.table, Item=_item({"pk": workspace, "sk": SETTINGS_SK, "settings": settings}))
-
-
-def _encode_cursor(key: dict) -> str:
-    return base64.urlsafe_b64encode(json.dumps(key, separators=(",", ":")).encode()).decode().rstrip("=")
-
-
-def _decode_cursor(cursor: str | None, key_name: str, key_value: str) -> dict | None:
-    if not cursor:
-        return None
-    try:
-        key = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
-    except (ValueError, binascii.Error):
-        raise InvalidRequest("cursor: not a cursor this API returned") from None
-    if not isinstance(key, dict) or key.get(key_name) != key_value or set(key) != {"pk", "sk", key_name, "createdAt"} \
-            or not all(isinstance(v, str) for v in key.values()):
-        raise InvalidRequest("cursor: not a cursor of this list")
-    return _item(key)
