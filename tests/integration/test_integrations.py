@@ -162,3 +162,13 @@ def test_integrators_list_and_close_conversations_and_manage_agents_and_articles
     assert theirs("GET", "/kb/articles/hours").status_code == 404
     assert crm("DELETE", "/kb/articles/hours").json() == {"deleted": "hours"}
     assert crm("POST", "/kb/ask", json={"text": "x" * 10_001}).status_code == 422
+
+
+def test_the_local_stack_serves_the_api_reference(stack):
+    page = requests.get(f"{stack.base_url}/api-docs", timeout=10)
+    assert page.status_code == 200 and "swagger-ui-bundle.js" in page.text and "cdn" not in page.text.lower()
+    for asset in ("swagger-ui-bundle.js", "swagger-ui.css", "swagger-ui-standalone-preset.js"):
+        assert requests.get(f"{stack.base_url}/api-docs/assets/{asset}", timeout=10).status_code == 200, asset
+    assert requests.get(f"{stack.base_url}/api-docs/assets/package.json", timeout=10).status_code == 404
+    document = requests.get(f"{stack.base_url}/api-docs/openapi.json", timeout=10).json()
+    assert document["openapi"].startswith("3.1") and "/integrations/tickets" in document["paths"]
