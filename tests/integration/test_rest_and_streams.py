@@ -65,8 +65,14 @@ def test_message_history_over_rest(world, stack):
     assert requests.get(url, params={"limit": 10_000}, headers=auth, timeout=10).status_code == 422
 
 
-def test_unknown_route_is_404_not_500(stack):
+def test_unknown_route_is_404_not_500(stack, world):
+    # as on AWS: any path that is not a token route needs an integrator key first ({proxy+} requires one)
     response = requests.get(f"{stack.api_url}/nothing/here", timeout=10)
+    assert response.status_code == 403 and response.json() == {"message": "Forbidden"}
+    world.agent("ada", "Ada", role="admin")
+    key = requests.post(f"{stack.api_url}/workspaces/{world.workspace}/api-keys", json={"name": "t"}, timeout=10,
+                        headers={"Authorization": f"Bearer {world.token('agent', 'ada')}"}).json()["key"]
+    response = requests.get(f"{stack.api_url}/nothing/here", headers={"x-api-key": key}, timeout=10)
     assert response.status_code == 404 and response.json()["error"]["code"] == "not_found"
 
 
