@@ -146,6 +146,18 @@ def world_factory(stack, store, signing_key):
         w.close()
 
 
+def wait_for(read, until=bool, timeout: float = 30.0, every: float = 0.2):
+    """Poll `read()` until `until(value)`; the last value on success, AssertionError with it on timeout."""
+    deadline = time.monotonic() + timeout
+    value = read()
+    while not until(value):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out; last value: {json.dumps(value, ensure_ascii=False, default=str)[:1500]}")
+        time.sleep(every)
+        value = read()
+    return value
+
+
 def chat(world, messages: int = 0) -> tuple[Socket, Socket, str]:
     """A customer and an agent in an open conversation, plus `messages` more customer messages."""
     world.agent("agent-1")

@@ -15,7 +15,7 @@ from urllib.parse import parse_qs, urlparse
 import pytest
 import requests
 
-from .conftest import open_conversation
+from .conftest import open_conversation, wait_for
 
 TOKEN = "kefuToken42"
 
@@ -76,15 +76,6 @@ def _xml(openid: str, msg_type: str, content: str = "", msg_id: str | None = Non
     return (f"<xml><ToUserName><![CDATA[gh_kefu]]></ToUserName><FromUserName><![CDATA[{openid}]]></FromUserName>"
             f"<CreateTime>{int(time.time())}</CreateTime><MsgType><![CDATA[{msg_type}]]></MsgType>"
             f"<Content><![CDATA[{content}]]></Content><MsgId>{msg_id}</MsgId>{extra}</xml>").encode()
-
-
-def wait_for(read, timeout: float = 20.0):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = read()
-        if value or time.monotonic() > deadline:
-            return value
-        time.sleep(0.2)
 
 
 def test_wechat_followers_chat_with_agents_through_the_official_account(world, wechat_api):

@@ -10,7 +10,7 @@ from datetime import datetime, timezone
 import pytest
 import requests
 
-from .conftest import chat
+from .conftest import chat, wait_for
 
 
 def _parse(ts: str) -> datetime:
@@ -32,17 +32,6 @@ def desk(world):
     world.agent("sue", "Sue", role="supervisor")
     world.agent("ada", "Ada", role="admin")
     return world
-
-
-def wait_for(read, until, timeout: float = 30.0, every: float = 0.3):
-    deadline = time.monotonic() + timeout
-    value = read()
-    while not until(value):
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out; last value: {json.dumps(value, ensure_ascii=False)[:1500]}")
-        time.sleep(every)
-        value = read()
-    return value
 
 
 def test_ticket_lifecycle_over_rest(desk):

@@ -14,7 +14,7 @@ import requests
 from kefu import webhooks
 from kefu_local.services import free_port
 
-from .conftest import chat
+from .conftest import chat, wait_for
 
 
 class Subscriber:
@@ -50,15 +50,6 @@ def subscriber():
     s = Subscriber()
     yield s
     s.close()
-
-
-def wait_for(read, timeout: float = 20.0):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = read()
-        if value or time.monotonic() > deadline:
-            return value
-        time.sleep(0.2)
 
 
 def test_subscribers_get_signed_events_and_a_dead_one_does_not_hold_them_up(world, subscriber):

@@ -9,24 +9,21 @@ update on `version` that also appends its event to `history`.
 from __future__ import annotations
 
 import os
-from decimal import Decimal
 
 import boto3
-from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
 from .. import schema
 from ..ports import StateConflict
 from ..tickets import MAX_HISTORY, TICKET_SK, Ticket, ticket_pk
+from .attributes import from_item, plain, to_item
 from .cursors import decode, encode
 from .dynamodb import _host, _region
 
 SETTINGS_SK = "TICKET_SETTINGS"
 MAX_PAGES = 5  # a filtered page reads at most this many index pages before it returns what it has
 
-_serializer = TypeSerializer()
-_deserializer = TypeDeserializer()
 
 # domain field -> attribute
 _ATTRIBUTES = {
@@ -36,33 +33,12 @@ _ATTRIBUTES = {
 }
 
 
-def _plain(value):
-    if isinstance(value, Decimal):
-        return int(value) if value == value.to_integral_value() else float(value)
-    if isinstance(value, list):
-        return [_plain(v) for v in value]
-    if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items()}
-    return value
 
 
-def _dynamo(value):
-    """Plain Python to DynamoDB attribute values (floats as Decimal, tuples as lists)."""
-    if isinstance(value, float):
-        return Decimal(str(value))
-    if isinstance(value, (list, tuple)):
-        return [_dynamo(v) for v in value]
-    if isinstance(value, dict):
-        return {k: _dynamo(v) for k, v in value.items() if v is not None}
-    return value
 
 
-def _item(values: dict) -> dict:
-    return {k: _serializer.serialize(_dynamo(v)) for k, v in values.items() if v is not None}
 
 
-def _read(item: dict) -> dict:
-    return {k: _plain(_deserializer.deserialize(v)) for k, v in item.items()}
 
 
 def _ticket(values: dict) -> Ticket:
@@ -85,7 +61,7 @@ def _ticket(values: dict) -> Ticket:
 
 def ticket_from_image(image: dict) -> Ticket:
     """A Ticket from a stream image (Powertools deserialises it to plain values, numbers as Decimal)."""
-    return _ticket(_plain(dict(image)))
+    return _ticket(plain(dict(image)))
 
 
 class DynamoTicketStore:
@@ -109,13 +85,13 @@ class DynamoTicketStore:
             "updatedAt": ticket.created_at, "createdBy": ticket.created_by, "history": list(ticket.history),
             "version": ticket.version,
         }
-        self.client.put_item(TableName=self.table, Item=_item(values), ConditionExpression="attribute_not_exists(pk)")
+        self.client.put_item(TableName=self.table, Item=to_item(values), ConditionExpression="attribute_not_exists(pk)")
 
     def get_ticket(self, workspace: str, ticket_id: str) -> Ticket | None:
-        item = self.client.get_item(TableName=self.table, Key=_item({"pk": ticket_pk(workspace, ticket_id),
+        item = self.client.get_item(TableName=self.table, Key=to_item({"pk": ticket_pk(workspace, ticket_id),
                                                                      "sk": TICKET_SK}),
                                     ConsistentRead=True).get("Item")
-        return _ticket(_read(item)) if item else None
+        return _ticket(from_item(item)) if item else None
 
     def update_ticket(self, ticket: Ticket, changes: dict, event: dict, *, expect_status: str | None = None) -> Ticket:
         names = {"#v": "version", "#h": "history", "#u": "updatedAt"}
@@ -136,15 +112,15 @@ class DynamoTicketStore:
         expression = "SET " + ", ".join(sets) + " ADD #v :one" + (" REMOVE " + ", ".join(removes) if removes else "")
         try:
             result = self.client.update_item(
-                TableName=self.table, Key=_item({"pk": ticket_pk(ticket.workspace, ticket.id), "sk": TICKET_SK}),
+                TableName=self.table, Key=to_item({"pk": ticket_pk(ticket.workspace, ticket.id), "sk": TICKET_SK}),
                 UpdateExpression=expression, ConditionExpression=condition, ExpressionAttributeNames=names,
-                ExpressionAttributeValues=_item(values), ReturnValues="ALL_NEW",
+                ExpressionAttributeValues=to_item(values), ReturnValues="ALL_NEW",
             )
         except ClientError as error:
             if error.response["Error"]["Code"] == "ConditionalCheckFailedException":
                 raise StateConflict() from None
             raise
-        updated = _ticket(_read(result["Attributes"]))
+        updated = _ticket(from_item(result["Attributes"]))
         if len(updated.history) > MAX_HISTORY:
             self._trim_history(updated)
         return updated
@@ -156,10 +132,10 @@ class DynamoTicketStore:
         keep += list(ticket.history[-(MAX_HISTORY - 2):])
         try:
             self.client.update_item(
-                TableName=self.table, Key=_item({"pk": ticket_pk(ticket.workspace, ticket.id), "sk": TICKET_SK}),
+                TableName=self.table, Key=to_item({"pk": ticket_pk(ticket.workspace, ticket.id), "sk": TICKET_SK}),
                 UpdateExpression="SET #h = :h", ConditionExpression="#v = :v",
                 ExpressionAttributeNames={"#h": "history", "#v": "version"},
-                ExpressionAttributeValues=_item({":h": keep, ":v": ticket.version}),
+                ExpressionAttributeValues=to_item({":h": keep, ":v": ticket.version}),
             )
         except ClientError:
             pass
@@ -170,12 +146,12 @@ class DynamoTicketStore:
         key = {"pk": ticket_pk(ticket.workspace, ticket.id)}
         self.client.transact_write_items(TransactItems=[
             {"Put": {"TableName": self.table, "ConditionExpression": "attribute_not_exists(pk)",
-                     "Item": _item({**key, "sk": f"CM#{comment['createdAt']}#{comment['commentId']}", **comment})}},
-            {"Update": {"TableName": self.table, "Key": _item({**key, "sk": TICKET_SK}),
+                     "Item": to_item({**key, "sk": f"CM#{comment['createdAt']}#{comment['commentId']}", **comment})}},
+            {"Update": {"TableName": self.table, "Key": to_item({**key, "sk": TICKET_SK}),
                         "ConditionExpression": "attribute_exists(pk)",
                         "UpdateExpression": "SET #h = list_append(#h, :e), #u = :now ADD #v :one",
                         "ExpressionAttributeNames": {"#h": "history", "#u": "updatedAt", "#v": "version"},
-                        "ExpressionAttributeValues": _item({":e": [event], ":now": event["at"], ":one": 1})}},
+                        "ExpressionAttributeValues": to_item({":e": [event], ":now": event["at"], ":one": 1})}},
         ])
         return ticket
 
@@ -185,10 +161,10 @@ class DynamoTicketStore:
             kwargs = {"ExclusiveStartKey": start} if start else {}
             page = self.client.query(
                 TableName=self.table, KeyConditionExpression="pk = :pk AND begins_with(sk, :cm)",
-                ExpressionAttributeValues=_item({":pk": ticket_pk(workspace, ticket_id), ":cm": "CM#"}),
+                ExpressionAttributeValues=to_item({":pk": ticket_pk(workspace, ticket_id), ":cm": "CM#"}),
                 ConsistentRead=True, **kwargs)
             for item in page.get("Items", []):
-                values = _read(item)
+                values = from_item(item)
                 out.append({k: values[k] for k in ("commentId", "author", "text", "internal", "createdAt") if k in values})
             start = page.get("LastEvaluatedKey")
             if not start:
@@ -214,13 +190,13 @@ class DynamoTicketStore:
                  "ScanIndexForward": False, "ExpressionAttributeNames": names}
         if clauses:
             query["FilterExpression"] = " AND ".join(clauses)
-        query["ExpressionAttributeValues"] = _item(values)
+        query["ExpressionAttributeValues"] = to_item(values)
         found: list[Ticket] = []
         for _ in range(MAX_PAGES):
             page = self.client.query(**query, Limit=limit - len(found) if not clauses else max(limit, 50),
                                      **({"ExclusiveStartKey": start} if start else {}))
             for item in page.get("Items", []):
-                found.append(_ticket(_read(item)))
+                found.append(_ticket(from_item(item)))
                 if len(found) == limit:
                     key = {name: item[name] for name in ("pk", "sk", key_name, "createdAt")}
                     return found, encode(key)
@@ -232,8 +208,8 @@ class DynamoTicketStore:
     # ------------------------------------------------------------ settings
 
     def ticket_settings(self, workspace: str) -> dict:
-        item = self.client.get_item(TableName=self.table, Key=_item({"pk": workspace, "sk": SETTINGS_SK})).get("Item")
-        return _read(item).get("settings", {}) if item else {}
+        item = self.client.get_item(TableName=self.table, Key=to_item({"pk": workspace, "sk": SETTINGS_SK})).get("Item")
+        return from_item(item).get("settings", {}) if item else {}
 
     def put_ticket_settings(self, workspace: str, settings: dict) -> None:
-        self.client.put_item(TableName=self.table, Item=_item({"pk": workspace, "sk": SETTINGS_SK, "settings": settings}))
+        self.client.put_item(TableName=self.table, Item=to_item({"pk": workspace, "sk": SETTINGS_SK, "settings": settings}))

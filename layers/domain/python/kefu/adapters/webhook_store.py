@@ -11,23 +11,20 @@ from __future__ import annotations
 import os
 import threading
 import time
-from decimal import Decimal
 
 import boto3
-from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
 from .. import schema
 from ..webhooks import DeliveryResult, Subscription
+from .attributes import from_item, to_item
 from .dynamodb import _host, _region
 
 DELIVERY_RETENTION_S = 30 * 86400
 CACHE_S = 30.0
 MAX_DELIVERIES = 200
 
-_serializer = TypeSerializer()
-_deserializer = TypeDeserializer()
 
 
 def subscriptions_pk(workspace: str) -> str:
@@ -42,23 +39,10 @@ def deliveries_pk(workspace: str, subscription_id: str) -> str:
     return f"{workspace}#WHD#{subscription_id}"
 
 
-def _plain(value):
-    if isinstance(value, Decimal):
-        return int(value) if value == value.to_integral_value() else float(value)
-    if isinstance(value, list):
-        return [_plain(v) for v in value]
-    if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items()}
-    return value
 
 
-def _item(values: dict) -> dict:
-    return {k: _serializer.serialize(list(v) if isinstance(v, tuple) else v) for k, v in values.items()
-            if v is not None}
 
 
-def _read(item: dict) -> dict:
-    return {k: _plain(_deserializer.deserialize(v)) for k, v in item.items()}
 
 
 def _subscription(values: dict) -> Subscription:
@@ -97,21 +81,21 @@ class DynamoWebhookStore:
         while True:
             page = self.client.query(
                 TableName=self.directory, KeyConditionExpression="pk = :pk AND begins_with(sk, :sub)",
-                ExpressionAttributeValues=_item({":pk": subscriptions_pk(workspace), ":sub": "SUB#"}),
+                ExpressionAttributeValues=to_item({":pk": subscriptions_pk(workspace), ":sub": "SUB#"}),
                 ConsistentRead=True, **({"ExclusiveStartKey": start} if start else {}))
-            out += [_subscription(_read(item)) for item in page.get("Items", [])]
+            out += [_subscription(from_item(item)) for item in page.get("Items", [])]
             start = page.get("LastEvaluatedKey")
             if not start:
                 return out
 
     def get_subscription(self, workspace: str, subscription_id: str) -> Subscription | None:
-        item = self.client.get_item(TableName=self.directory, ConsistentRead=True, Key=_item(
+        item = self.client.get_item(TableName=self.directory, ConsistentRead=True, Key=to_item(
             {"pk": subscriptions_pk(workspace), "sk": subscription_sk(subscription_id)})).get("Item")
-        return _subscription(_read(item)) if item else None
+        return _subscription(from_item(item)) if item else None
 
     def put_subscription(self, subscription: Subscription) -> None:
         """Create or replace (a change keeps the id, the secret and createdAt: see webhooks.update_subscription)."""
-        self.client.put_item(TableName=self.directory, Item=_item({
+        self.client.put_item(TableName=self.directory, Item=to_item({
             "pk": subscriptions_pk(subscription.workspace), "sk": subscription_sk(subscription.id),
             "workspace": subscription.workspace, "subscriptionId": subscription.id, "url": subscription.url,
             "events": list(subscription.events), "secret": subscription.secret, "active": subscription.active,
@@ -124,7 +108,7 @@ class DynamoWebhookStore:
         try:
             self.client.delete_item(
                 TableName=self.directory,
-                Key=_item({"pk": subscriptions_pk(workspace), "sk": subscription_sk(subscription_id)}),
+                Key=to_item({"pk": subscriptions_pk(workspace), "sk": subscription_sk(subscription_id)}),
                 ConditionExpression="attribute_exists(pk)")
         except ClientError as error:
             if error.response["Error"]["Code"] == "ConditionalCheckFailedException":
@@ -154,7 +138,7 @@ class DynamoWebhookStore:
     # ------------------------------------------------------------ deliveries
 
     def record(self, result: DeliveryResult) -> None:
-        self.client.put_item(TableName=self.metrics, Item=_item({
+        self.client.put_item(TableName=self.metrics, Item=to_item({
             "pk": deliveries_pk(result.workspace, result.subscription_id), "sk": f"{result.at}#{result.delivery_id}",
             "workspace": result.workspace, "subscriptionId": result.subscription_id, "eventId": result.event_id,
             "eventType": result.event_type, "deliveryId": result.delivery_id, "ok": result.ok,
@@ -168,6 +152,6 @@ class DynamoWebhookStore:
         limit = max(1, min(int(limit), MAX_DELIVERIES))
         page = self.client.query(
             TableName=self.metrics, KeyConditionExpression="pk = :pk",
-            ExpressionAttributeValues=_item({":pk": deliveries_pk(workspace, subscription_id)}),
+            ExpressionAttributeValues=to_item({":pk": deliveries_pk(workspace, subscription_id)}),
             ScanIndexForward=False, Limit=limit)
-        return [_delivery(_read(item)) for item in page.get("Items", [])]
+        return [_delivery(from_item(item)) for item in page.get("Items", [])]
