@@ -9,7 +9,7 @@ STAMP := $(VENV)/.kefu-setup
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: setup dev test test-unit test-integration test-infra synth bench clean
+.PHONY: setup dev test test-unit test-integration test-infra test-e2e synth bench clean
 
 setup: $(STAMP)
 
@@ -20,6 +20,10 @@ $(STAMP): requirements.txt requirements-dev.txt pyproject.toml package.json pack
 	$(PY) -m pip install --quiet -r requirements-dev.txt
 	$(PY) -m pip install --quiet --no-deps -e .
 	npm ci --no-audit --no-fund --loglevel=error
+	@command -v chromium >/dev/null || { \
+	  echo "==> installing Debian's chromium for the browser tests (never a downloaded browser)"; \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq chromium; \
+	  else sudo apt-get update -qq && sudo apt-get install -y -qq chromium; fi; }
 	@touch $(STAMP)
 	@echo "==> setup done: the command line is $(VENV)/bin/kefu"
 
@@ -37,6 +41,9 @@ test-integration: setup
 
 test-infra: setup
 	$(PY) -m pytest tests/infra -q
+
+test-e2e: setup
+	$(PY) -m pytest tests/e2e -q
 
 synth: setup
 	npx cdk synth -q

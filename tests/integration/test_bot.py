@@ -5,69 +5,13 @@ answer, and agents send, edit or reject that answer in one action, saving it for
 from __future__ import annotations
 
 import secrets
-import time
 
 import pytest
 import requests
 
 from kefu import tokens
-from kefu.models import Agent
 
-from .conftest import Socket
-
-ALWAYS_ANSWER = {"answerAt": 0.0, "reviewAt": 0.0}
-ALWAYS_REVIEW = {"answerAt": 1.0, "reviewAt": 0.0}
-
-
-class Shop:
-    """A workspace with a small knowledge base (the demo KB's first articles), a trained model, an admin
-    and an agent; bot settings as given."""
-
-    def __init__(self, stack, store, signing_key, bot: dict):
-        from kefu_local.seed import DEMO_KB
-
-        self.stack, self.store, self.key = stack, store, signing_key
-        self.ws = "bot-" + secrets.token_hex(4)
-        store.put_workspace(self.ws, "bot test shop")
-        store.put_agent(Agent(self.ws, "admin", "Admin", role="admin"))
-        store.put_agent(Agent(self.ws, "agent-1", "Agent One"))
-        store.put_agent(Agent(self.ws, "agent-2", "Agent Two"))
-        self.admin = {"Authorization": "Bearer " + self.token("agent", "admin")}
-        lines = [line for line in DEMO_KB.read_text(encoding="utf-8").splitlines() if line.strip()]
-        kb = "\n".join(lines[:14] + [line for line in lines if '"lang": "en"' in line][:4])
-        put = requests.put(self.url("bot"), json=bot, headers=self.admin, timeout=10)
-        assert put.status_code == 200, put.text
-        imported = requests.post(self.url("kb/import"), data=kb.encode(), headers=self.admin, timeout=60)
-        assert imported.status_code == 200 and imported.json()["refused"] == 0, imported.text
-        deadline = time.monotonic() + 120
-        while not (requests.get(self.url("kb/model"), headers=self.admin, timeout=10).json()["model"] or {}).get("version"):
-            assert time.monotonic() < deadline, "no model trained in time"
-            time.sleep(0.3)
-        self.sockets: list[Socket] = []
-
-    def url(self, path: str) -> str:
-        return f"{self.stack.api_url}/workspaces/{self.ws}/{path}"
-
-    def token(self, kind: str, subject: str, **kw) -> str:
-        return tokens.issue(self.key, kind=kind, workspace=self.ws, subject=subject, **kw)
-
-    def connect(self, token: str) -> Socket:
-        socket = Socket(f"{self.stack.ws_url}?token={token}")
-        self.sockets.append(socket)
-        return socket
-
-    def customer(self, name: str = "Zhang San") -> Socket:
-        return self.connect(self.token("visitor", "c-" + secrets.token_hex(3), name=name))
-
-    def agent(self, agent_id: str = "agent-1") -> Socket:
-        socket = self.connect(self.token("agent", agent_id))
-        socket.request({"action": "presence", "status": "online"}, type="presence")
-        return socket
-
-    def close(self) -> None:
-        for socket in self.sockets:
-            socket.close()
-
+from .conftest import ALWAYS_ANSWER, ALWAYS_REVIEW, Shop, Socket
 
 @pytest.fixture(scope="module")
 def answering_shop(stack, store, signing_key):
