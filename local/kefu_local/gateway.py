@@ -90,6 +90,7 @@ class Gateway:
         self.app.router.add_route("*", MANAGEMENT_PREFIX + "/@connections/{connection_id}", self.management)
         self.app.router.add_route("*", "/api/{path:[\\s\\S]*}", self.rest)
         self.app.router.add_get("/_local/stats", self.stats)
+        self.app.router.add_post("/_local/drop", self.drop)
         self.app.router.add_get("/api-docs", self.api_docs)
         self.app.router.add_get("/api-docs/openapi.json", self.openapi_document)
         self.app.router.add_get("/api-docs/assets/{name}", self.api_docs_asset)
@@ -302,6 +303,19 @@ class Gateway:
             raise web.HTTPNotFound()
         content_type = mimetypes.guess_type(target.name)[0] or "application/octet-stream"
         return web.FileResponse(target, headers={"Content-Type": content_type, "Cache-Control": "no-cache"})
+
+    async def drop(self, request: web.Request) -> web.Response:
+        """Fault injection for tests: cut the TCP connection under matching sockets without a close frame
+        (the client sees 1006, as when a network drops). Query: workspace, role, userId (all optional)."""
+        wanted = {k: request.query[k] for k in ("workspace", "role", "userId") if k in request.query}
+        dropped = []
+        for connection in list(self.connections.values()):
+            if all(connection.authorizer.get(k) == v for k, v in wanted.items()):
+                transport = connection.socket._req.transport if connection.socket._req else None
+                if transport is not None:
+                    transport.abort()
+                    dropped.append(connection.id)
+        return web.json_response({"dropped": dropped})
 
     async def stats(self, request: web.Request) -> web.Response:
         if request.query.get("reset"):

@@ -151,3 +151,48 @@ def test_the_screens_have_no_serious_accessibility_violations(new_page, shop, st
     found["customer on a phone"] = axe_violations(phone)
     bad = {screen: v for screen, v in found.items() if v}
     assert not bad, json.dumps(bad, ensure_ascii=False, indent=1)
+
+
+def _drop(stack, workspace: str) -> list[str]:
+    reply = requests.post(f"{stack.base_url}/_local/drop", params={"workspace": workspace}, timeout=10)
+    return reply.json()["dropped"]
+
+
+def _lines(page) -> list[tuple[int, str]]:
+    """(seq, text) of the stored messages on the page, in page order."""
+    return [(int(seq), text) for seq, text in page.evaluate(
+        "() => Array.from(document.querySelectorAll('#log li.msg[data-seq]'))"
+        ".map(li => [li.dataset.seq, li.querySelector('.text').textContent])")]
+
+
+def test_sockets_killed_on_both_sides_lose_and_duplicate_nothing(new_page, shop, stack):
+    customer = customer_page(new_page, shop, name="断线测试")
+    say(customer, "转人工")
+    alice = agent_page(new_page, shop, "agent-1")
+    alice.locator("#convs button", has_text="断线测试").click()
+    say(alice, "在的，请讲")
+    expect(customer.locator("#log")).to_contain_text("在的，请讲")
+
+    assert len(_drop(stack, shop.ws)) >= 2  # both sockets cut without a close frame
+    say(customer, "断线时发的第一条")
+    say(alice, "断线时的回复")
+    say(customer, "断线时发的第二条")
+    expect(customer.locator("#conn")).to_have_attribute("data-state", "open", timeout=20_000)
+    expect(alice.locator("#conn")).to_have_attribute("data-state", "open", timeout=20_000)
+    for page in (customer, alice):
+        for line in ("断线时发的第一条", "断线时的回复", "断线时发的第二条"):
+            expect(page.locator("#log li.msg[data-seq] .text", has_text=line)).to_have_count(1)
+
+    # a second cut, then a reload: the conversation survives and the history is whole
+    _drop(stack, shop.ws)
+    say(alice, "重连之后的消息")
+    customer.reload()
+    expect(customer.locator("#log")).to_contain_text("重连之后的消息", timeout=20_000)
+    for page in (customer, alice):
+        lines = _lines(page)
+        seqs = [seq for seq, _ in lines]
+        assert seqs == sorted(set(seqs)), lines  # in order, none twice
+        texts = [text for _, text in lines]
+        for line in ("转人工", "在的，请讲", "断线时发的第一条", "断线时的回复", "断线时发的第二条", "重连之后的消息"):
+            assert texts.count(line) == 1, (line, texts)
+    screenshot(customer, "customer-after-reconnects")
