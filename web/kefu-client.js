@@ -52,7 +52,7 @@
  * onUnassigned(frame, c), onInbox(frame, conversations, request), onRouted(frame, request),
  * onQueue(frame, request), onOffline(frame, request), onClosed(frame, c, request),
  * onCancelled(frame, c, request), onHandoff(frame, request), onPresence(frame, request),
- * onSnapshot(frame, request), onAssign(frame, request), onOfflineForm(frame, request),
+ * onSnapshot(frame, request), onAssign(frame, request), onOfflineForm(frame, request), onCsat(frame, request),
  * onRated(frame, request) (the reply to rate: {conversationId, seq, helpful, handoff}; with handoff true the
  * bot said sorry and the usual routed / queue / offline frames follow or came just before),
  * onSuggestion(frame, c, request) (the reply to actOnSuggestion: {conversationId, suggestionId, decision,
@@ -583,6 +583,15 @@
       return this._request(frame);
     }
 
+    /**
+     * A customer's satisfaction with a closed conversation: score 1–5 and an optional comment, once
+     * (resending the same rating is harmless). The reply comes as onCsat; refusals as onError
+     * (conflict: not closed yet, or already rated otherwise).
+     */
+    csat(conversationId, score, comment) {
+      return this._request({ action: "csat", conversationId, score, comment: comment || "" });
+    }
+
     /** An agent's presence: "online", "away" or "offline" (onPresence). */
     presence(status) {
       return this._request({ action: "presence", status });
@@ -789,6 +798,9 @@
           break;
         case "assign":
           this._emit("onAssign", frame, request);
+          break;
+        case "csat":
+          this._emit("onCsat", frame, request);
           break;
         case "offline_form":
           this._emit("onOfflineForm", frame, request);

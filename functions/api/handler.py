@@ -871,7 +871,7 @@ def _conversation_summary(conversation) -> dict:
         "customer": conversation.customer(), "agent": ({"id": conversation.agent_id, "name": conversation.agent_name}
                                                        if conversation.agent_id else None),
         "group": conversation.group, "openedAt": conversation.opened_at, "closedAt": conversation.closed_at,
-        "closeReason": conversation.close_reason, "lastSeq": conversation.last_seq,
+        "closeReason": conversation.close_reason, "lastSeq": conversation.last_seq, "csat": conversation.csat,
     }
 
 

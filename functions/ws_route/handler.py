@@ -1,4 +1,5 @@
-"""route, cancel, close, offline_form: a conversation's way to a human, out of the queue, and to its end."""
+"""route, cancel, close, offline_form, csat: a conversation's way to a human, out of the queue, to its end,
+and the customer's rating of it."""
 
 from kefu import frames, wiring
 from kefu.websocket import route_handler
@@ -10,6 +11,7 @@ ROUTES = {
     "cancel": lambda who, frame: router.cancel(who, frame),
     "close": lambda who, frame: router.close(who, frame),
     "offline_form": lambda who, frame: router.offline_form(who, frame),
+    "csat": lambda who, frame: router.csat(who, frame),
 }
 
 

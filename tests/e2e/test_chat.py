@@ -47,7 +47,7 @@ def say(page, text: str) -> None:
     page.press("#text", "Enter")
 
 
-def test_a_conversation_from_the_bot_to_a_human_and_a_transfer(new_page, shop):
+def test_a_conversation_from_the_bot_to_a_human_and_a_transfer(new_page, shop, store):
     customer = customer_page(new_page, shop)
     screenshot(customer, "customer-start")
     say(customer, "怎么申请退货")
@@ -100,7 +100,16 @@ def test_a_conversation_from_the_bot_to_a_human_and_a_transfer(new_page, shop):
     bob.click("#close-conv")
     expect(customer.locator("#banner-text")).to_contain_text("会话已结束")
     expect(customer.locator("#human")).to_be_disabled()  # the next message starts a new conversation
+    # the satisfaction survey
+    expect(customer.locator("#csat")).to_be_visible()
     screenshot(customer, "customer-closed")
+    customer.click("label[for=csat-4]")
+    customer.fill("#csat-comment", "处理得很快")
+    customer.click("#csat-send")
+    expect(customer.locator("#csat-status")).to_contain_text("感谢")
+    customer_id = bob.locator("#customer-id").inner_text().strip()
+    (closed,) = store.conversations_of_customer(shop.ws, customer_id, 5)
+    assert closed.csat["score"] == 4 and closed.csat["comment"] == "处理得很快"
     # every message exactly once on the customer's side
     texts = customer.locator("#log li.msg .text").all_inner_texts()
     for line in ("怎么申请退货", "订单号 A1234567", "退货申请已为您提交"):
@@ -145,6 +154,10 @@ def test_the_screens_have_no_serious_accessibility_violations(new_page, shop, st
     expect(alice.locator("#log")).to_contain_text("怎么申请退货")
     screenshot(alice, "agent-thread")
     found["agent thread"] = axe_violations(alice)
+    alice.once("dialog", lambda dialog: dialog.accept())
+    alice.click("#close-conv")
+    expect(customer.locator("#csat")).to_be_visible()
+    found["customer survey"] = axe_violations(customer)
     phone = new_page(viewport={"width": 375, "height": 740})
     phone.goto(f"{stack.base_url}/customer.html?workspace={shop.ws}")
     screenshot(phone, "customer-phone")

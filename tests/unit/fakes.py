@@ -88,6 +88,13 @@ class MemoryStore:
         self._call()
         return {q: v for (ws, q), v in self.handled.items() if ws == workspace}
 
+    def record_csat(self, conversation, csat):
+        self._call()
+        stored = self.conversations[(conversation.workspace, conversation.id)]
+        if stored.status != "closed" or stored.csat:
+            raise StateConflict()
+        self.conversations[(conversation.workspace, conversation.id)] = replace(stored, csat=dict(csat))
+
     def record_handle_time(self, workspace, queue, handle_ms):
         self._call()
         total, count = self.handled.get((workspace, queue), (0, 0))

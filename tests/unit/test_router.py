@@ -5,7 +5,7 @@ import pytest
 from kefu import frames
 from kefu.conversations import ConversationService
 from kefu.delivery import Delivery
-from kefu.errors import ConversationClosed, Forbidden, InvalidFrame, NoAgentAvailable, NotFound
+from kefu.errors import Conflict, ConversationClosed, Forbidden, InvalidFrame, NoAgentAvailable, NotFound
 from kefu.models import Agent, Principal
 from kefu.router import Router
 from kefu.tickets import TicketService
@@ -269,3 +269,28 @@ def test_cancel_after_an_agent_took_it_is_a_conflict(world, monkeypatch):
     monkeypatch.setattr(world.store, "get_conversation", lambda ws, cid: stale)  # the customer's stale view
     with pytest.raises(Conflict):
         world.router.cancel(who, parse(action="cancel", conversationId=conversation))
+
+
+def test_customers_rate_a_closed_conversation_once(world):
+    world.service.connect(ALICE, "a1")
+    who = world.customer(1)
+    conversation = world.open(who, 1)
+    with pytest.raises(Conflict, match="once it has ended"):
+        world.router.csat(who, parse(action="csat", conversationId=conversation, score=5))
+    world.router.close(ALICE, parse(action="close", conversationId=conversation))
+    reply = world.router.csat(who, parse(action="csat", conversationId=conversation, score=4, comment=" 很快 "))
+    assert reply == {"type": "csat", "conversationId": conversation, "score": 4, "status": "received"}
+    stored = world.store.get_conversation("demo", conversation).csat
+    assert stored["score"] == 4 and stored["comment"] == "很快" and stored["at"]
+    # a resend of the same rating is the same rating; another one is refused
+    assert world.router.csat(who, parse(action="csat", conversationId=conversation, score=4, comment="很快"))["status"] \
+        == "received"
+    with pytest.raises(Conflict, match="already rated"):
+        world.router.csat(who, parse(action="csat", conversationId=conversation, score=1))
+    with pytest.raises(Forbidden):
+        world.router.csat(ALICE, parse(action="csat", conversationId=conversation, score=5))
+    with pytest.raises(NotFound):
+        world.router.csat(world.customer(2), parse(action="csat", conversationId=conversation, score=5))
+    for bad in ({"score": 0}, {"score": 6}, {"score": "5"}, {"score": 3, "comment": "x" * 1001}):
+        with pytest.raises(InvalidFrame):
+            parse(action="csat", conversationId=conversation, **bad)

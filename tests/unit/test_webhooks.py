@@ -808,3 +808,17 @@ def test_the_store_keeps_subscriptions_and_a_delivery_log(store):
     item = store.client.get_item(TableName=store.metrics, Key={"pk": {"S": f"demo#WHD#{a.id}"},
                                                                "sk": {"S": "2026-05-01T08:00:02.000Z#whd_1"}})["Item"]
     assert 29 * 86400 < int(item["expiresAt"]["N"]) - time.time() <= 30 * 86400
+
+
+def test_a_rating_on_a_closed_conversation_is_csat_submitted():
+    from decimal import Decimal
+
+    from kefu.webhooks import events_from_stream_record
+
+    closed = {"pk": "ws1#C#c_1", "sk": "META", "status": "closed", "customerId": "cust-1", "agentId": "bob",
+              "channel": "web", "closedAt": "2026-11-21T10:00:00.000Z"}
+    rated = {**closed, "csat": {"score": Decimal("4"), "comment": "很快", "at": "2026-11-21T10:01:00.000Z"}}
+    (event,) = events_from_stream_record("MODIFY", closed, rated)
+    assert event.type == "csat.submitted" and event.workspace == "ws1"
+    assert event.data["score"] == 4 and event.data["comment"] == "很快" and event.data["agentId"] == "bob"
+    assert events_from_stream_record("MODIFY", rated, {**rated, "updatedAt": "later"}) == []  # once

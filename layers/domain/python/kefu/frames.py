@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StringConstraints, ValidationError, model_validator
 
 from .errors import InvalidFrame, MalformedJson, UnknownAction
 
@@ -105,6 +105,15 @@ class OfflineFormFrame(_Frame):
     question: Text
 
 
+class CsatFrame(_Frame):
+    """The customer's satisfaction with a closed conversation: 1–5 stars and an optional comment, once."""
+
+    action: Literal["csat"]
+    conversationId: Id
+    score: StrictInt = Field(ge=1, le=5)  # "5" is not a score
+    comment: Annotated[str, StringConstraints(strip_whitespace=True, max_length=1000)] = ""
+
+
 class HandoffTarget(_Frame):
     agentId: Id | None = None
     group: GroupId | None = None
@@ -129,7 +138,7 @@ class RateFrame(_Frame):
     action: Literal["rate"]
     conversationId: Id
     seq: int = Field(ge=1, le=10**12)
-    helpful: bool
+    helpful: StrictBool  # "yes" is not a verdict
 
 
 class SuggestionFrame(_Frame):
@@ -171,6 +180,7 @@ FRAMES: dict[str, type[_Frame]] = {
     "snapshot": SnapshotFrame,
     "assign": AssignFrame,
     "offline_form": OfflineFormFrame,
+    "csat": CsatFrame,
     "rate": RateFrame,
     "suggestion": SuggestionFrame,
 }

@@ -106,6 +106,8 @@ class Store(Protocol):
         Raises StateConflict."""
 
     def record_handle_time(self, workspace: str, queue: str, handle_ms: int) -> None: ...
+    def record_csat(self, conversation: Conversation, csat: dict) -> None:
+        """Only on a closed conversation without a rating; StateConflict otherwise."""
     def add_counter(self, workspace: str, name: str, n: int = 1) -> None:
         """Add to this hour's counter (the same counters the stream aggregates)."""
 

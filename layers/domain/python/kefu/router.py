@@ -399,6 +399,27 @@ class Router:
             log.exception("ticket for an unresolved close", extra={"conversationId": conversation.id})
             return None
 
+    # ------------------------------------------------------------ satisfaction
+
+    def csat(self, who: Principal, frame: frames.CsatFrame) -> dict:
+        """The customer rates a closed conversation, once (a resend of the same rating is the same rating)."""
+        if who.role != "customer":
+            raise Forbidden("the satisfaction survey is for customers")
+        conversation = self._visible(who, frame.conversationId)
+        reply = {"type": "csat", "conversationId": conversation.id, "score": frame.score, "status": "received"}
+        if conversation.status != "closed":
+            raise Conflict("a conversation is rated once it has ended")
+        given = {"score": frame.score, "comment": frame.comment}
+        if conversation.csat:
+            if {k: conversation.csat.get(k) for k in given} == given:
+                return reply
+            raise Conflict("this conversation is already rated")
+        try:
+            self.store.record_csat(conversation, {**given, "at": now_iso()})
+        except StateConflict:
+            raise Conflict("this conversation is already rated") from None
+        return reply
+
     # ------------------------------------------------------------ presence
 
     def presence(self, who: Principal, frame: frames.PresenceFrame) -> dict:

@@ -267,8 +267,8 @@ FUNCTIONS: tuple[Function, ...] = (
     ),
     Function(
         "ws_route",
-        "Routes a conversation to an agent or the queue; leaving the queue, closing, the offline form",
-        route_keys=("route", "cancel", "close", "offline_form"),
+        "Routes a conversation to an agent or the queue; leaving the queue, closing, the offline form, CSAT",
+        route_keys=("route", "cancel", "close", "offline_form", "csat"),
         writes=(*ROUTING_TABLES, "Tickets"),  # offline forms and unresolved closes become tickets
         manage_connections=True,
         sends_to=("Timers",),  # routing schedules checks (a customer who left the queue)

@@ -382,6 +382,12 @@ def events_from_conversation_change(old: dict | None, new: dict | None) -> list[
         data = {**base, "reason": new.get("closeReason"), "closedAt": at,
                 "agentId": new.get("agentId") or (old or {}).get("agentId")}
         events.append(Event(event_id(pk, "conversation.closed", at), "conversation.closed", workspace, at, data))
+    csat = new.get("csat")
+    if isinstance(csat, dict) and not (old or {}).get("csat"):
+        at = csat.get("at") or now_iso()
+        data = {**base, "score": _int(csat.get("score")), "comment": csat.get("comment", ""), "submittedAt": at,
+                "agentId": new.get("agentId")}
+        events.append(Event(event_id(pk, "csat.submitted"), "csat.submitted", workspace, at, data))
     return events
 
 

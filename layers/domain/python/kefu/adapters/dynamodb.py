@@ -15,6 +15,7 @@ import time
 
 from pynamodb.attributes import (
     BooleanAttribute,
+    MapAttribute,
     DiscriminatorAttribute,
     JSONAttribute,
     ListAttribute,
@@ -139,6 +140,7 @@ class MetaItem(ConversationItem, discriminator="meta"):
     bot = JSONAttribute(null=True)
     suggestion = JSONAttribute(null=True)
     suggestionId = UnicodeAttribute(null=True)  # the suggestion's id, where a condition can see it
+    csat = MapAttribute(null=True)  # the customer's rating once closed: {score, comment, at} (a map: webhooks read it)
 
     def domain(self) -> Conversation:
         return Conversation(
@@ -164,6 +166,7 @@ class MetaItem(ConversationItem, discriminator="meta"):
             routing=self.routing,
             bot=self.bot,
             suggestion=self.suggestion,
+            csat=self.csat.as_dict() if self.csat is not None else None,
         )
 
 
@@ -607,6 +610,11 @@ class DynamoStore:
         return item.domain(conversation_id) if isinstance(item, MessageItem) else None
 
     # the bot ------------------------------------------------------------
+
+    def record_csat(self, conversation: Conversation, csat: dict) -> None:
+        """Once per conversation, and only once it is closed; StateConflict otherwise."""
+        _update_meta(conversation, [MetaItem.csat.set(csat), MetaItem.updatedAt.set(now_iso())],
+                     (MetaItem.status == "closed") & MetaItem.csat.does_not_exist())
 
     def remember(self, conversation: Conversation, bot: dict) -> None:
         """Keep the bot's memory (slots, turns) while the bot still has the conversation."""
