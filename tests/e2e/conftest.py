@@ -13,7 +13,10 @@ import pytest
 CHROMIUM = os.environ.get("KEFU_CHROMIUM", "/usr/bin/chromium")
 # the launch flags that work on these machines (no sandbox as root, no GPU, no background traffic)
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-        "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+        "--disable-background-networking", "--disable-component-update", "--disable-sync",
+        # the test site and kefu are both on loopback here, where on the web both are public: no local-network
+        # permission prompt between them
+        "--disable-features=LocalNetworkAccessChecks,BlockInsecurePrivateNetworkRequests"]
 ROOT = Path(__file__).resolve().parents[2]
 AXE = ROOT / "node_modules" / "axe-core" / "axe.min.js"
 ARTIFACTS = Path(os.environ.get("KEFU_E2E_ARTIFACTS", Path(__file__).parent / "artifacts"))
