@@ -10,7 +10,7 @@ import pytest
 import requests
 from playwright.sync_api import expect
 
-from tests.integration.conftest import ALWAYS_ANSWER, Shop
+from tests.integration.conftest import ALWAYS_ANSWER, ALWAYS_REVIEW, Shop
 
 from .conftest import axe_violations, screenshot
 
@@ -209,3 +209,29 @@ def test_sockets_killed_on_both_sides_lose_and_duplicate_nothing(new_page, shop,
         for line in ("转人工", "在的，请讲", "断线时发的第一条", "断线时的回复", "断线时发的第二条", "重连之后的消息"):
             assert texts.count(line) == 1, (line, texts)
     screenshot(customer, "customer-after-reconnects")
+
+
+@pytest.fixture(scope="module")
+def reviewing(stack, store, signing_key):
+    shop = Shop(stack, store, signing_key, ALWAYS_REVIEW)
+    yield shop
+    shop.close()
+
+
+def test_the_agent_approves_the_bots_suggested_answer_in_one_click(new_page, reviewing):
+    alice = agent_page(new_page, reviewing, "agent-1")
+    customer = customer_page(new_page, reviewing, name="审核测试")
+    say(customer, "怎么申请退货")
+    alice.locator("#convs button", has_text="审核测试").click()
+    panel = alice.locator("#suggestion")
+    expect(panel).to_be_visible()
+    expect(alice.locator("#sg-question")).to_have_text("怎么申请退货")
+    suggested = alice.locator("#sg-text").input_value()
+    assert "退货" in suggested
+    screenshot(alice, "agent-suggestion")
+    assert axe_violations(alice) == []
+    alice.click("#sg-send")
+    expect(panel).to_be_hidden()
+    answer = customer.locator("#log li.msg.theirs", has_text=suggested.splitlines()[0][:20])
+    expect(answer).to_have_count(1)
+    expect(answer.locator(".who")).to_contain_text("Agent One")  # sent by the agent, not the bot
