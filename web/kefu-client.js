@@ -889,18 +889,6 @@
   KefuClient.MAX_TEXT_CHARS = MAX_TEXT_CHARS;
 
   /** Where the API and the WebSocket live: <meta name="kefu-api"> / <meta name="kefu-ws">, else this origin. */
-  /** The claims of a kefu token (unverified: for display and the session's expiry; the server verifies). */
-  KefuClient.tokenClaims = function (token) {
-    try {
-      const part = String(token).split(".")[1].replace(/-/g, "+").replace(/_/g, "/");
-      const bytes = Array.from(atob(part), (c) => "%" + c.charCodeAt(0).toString(16).padStart(2, "0")).join("");
-      const claims = JSON.parse(decodeURIComponent(bytes));
-      return claims && typeof claims.sub === "string" && typeof claims.exp === "number" ? claims : null;
-    } catch (e) {
-      return null;
-    }
-  };
-
   KefuClient.endpoints = function (doc, loc) {
     const meta = (name) => {
       const el = doc && doc.querySelector(`meta[name="${name}"]`);

@@ -848,7 +848,18 @@ def integrator_messages(
 def integrator_customer(customer_id: str) -> dict:
     """A customer's profile across channels: their conversations (newest first, with the channel) and
     tickets."""
-    workspace = _integrator()
+    return _customer_profile(_integrator(), customer_id)
+
+
+@app.get("/workspaces/<workspace>/customers/<customer_id>")
+def customer_profile(workspace: str, customer_id: str) -> dict:
+    """The customer's profile for the console (agents): name, tags, channels, previous conversations and
+    tickets."""
+    _staff(workspace, "agent")
+    return _customer_profile(workspace, customer_id)
+
+
+def _customer_profile(workspace: str, customer_id: str) -> dict:
     conversations = store.conversations_of_customer(workspace, customer_id, 50)
     tickets_, _ = wiring.tickets().list(workspace, {"customerId": customer_id}, None, 50)
     if not conversations and not tickets_:

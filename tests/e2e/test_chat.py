@@ -235,3 +235,34 @@ def test_the_agent_approves_the_bots_suggested_answer_in_one_click(new_page, rev
     answer = customer.locator("#log li.msg.theirs", has_text=suggested.splitlines()[0][:20])
     expect(answer).to_have_count(1)
     expect(answer.locator(".who")).to_contain_text("Agent One")  # sent by the agent, not the bot
+
+
+def test_the_console_shows_the_customers_profile_and_opens_a_ticket(new_page, shop, store):
+    key = requests.post(shop.url("api-keys"), json={"name": "crm"}, headers=shop.admin, timeout=10).json()["key"]
+    token = requests.post(f"{shop.stack.api_url}/integrations/visitor-tokens", headers={"x-api-key": key},
+                          json={"customerId": "vip-7", "name": "钱七", "tags": ["vip"]}, timeout=10).json()["token"]
+    # an earlier, closed conversation of the same customer
+    earlier = shop.connect(token)
+    ack = earlier.request({"action": "message", "clientMessageId": "e1", "text": "上次的问题"}, type="ack")
+    earlier.request({"action": "close", "conversationId": ack["conversationId"]}, type="closed")
+    customer = new_page()
+    customer.goto(f"{shop.stack.base_url}/customer.html?workspace={shop.ws}#token={token}")
+    expect(customer.locator("#text")).to_be_enabled()
+    say(customer, "转人工")
+    alice = agent_page(new_page, shop, "agent-1")
+    alice.locator("#convs button", has_text="钱七").click()
+    alice.click("#profile summary")
+    expect(alice.locator("#profile-vip")).to_be_visible()
+    expect(alice.locator("#profile-conversations li")).to_have_count(1)
+    expect(alice.locator("#profile-conversations")).to_contain_text("closed")
+    alice.click(".ticket-new summary")
+    alice.fill("#ticket-subject", "会员积分没到账")
+    alice.select_option("#ticket-priority", "high")
+    alice.click("#ticket-go")
+    expect(alice.locator("#ticket-status")).to_contain_text("t_")
+    expect(alice.locator("#profile-tickets")).to_contain_text("会员积分没到账")
+    screenshot(alice, "agent-profile-and-ticket")
+    assert axe_violations(alice) == []
+    ticket_id = alice.locator("#ticket-status").inner_text().split(":")[-1].strip()
+    ticket = requests.get(shop.url(f"tickets/{ticket_id}"), headers=shop.admin, timeout=10).json()
+    assert ticket["priority"] == "high" and ticket["customer"]["id"] == "vip-7" and len(ticket["conversations"]) == 1

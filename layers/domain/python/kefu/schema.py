@@ -419,6 +419,8 @@ REST_PUBLIC_ROUTES: tuple[tuple[str, str], ...] = (
     ("POST", "/workspaces/{workspace}/tickets/{ticket_id}/conversations"),
     ("GET", "/workspaces/{workspace}/ticket-settings"),
     ("PUT", "/workspaces/{workspace}/ticket-settings"),
+    # the console's customer profile (agents)
+    ("GET", "/workspaces/{workspace}/customers/{customer_id}"),
     # integrators' keys (admins)
     ("POST", "/workspaces/{workspace}/api-keys"),
     ("GET", "/workspaces/{workspace}/api-keys"),
