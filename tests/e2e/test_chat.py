@@ -266,3 +266,22 @@ def test_the_console_shows_the_customers_profile_and_opens_a_ticket(new_page, sh
     ticket_id = alice.locator("#ticket-status").inner_text().split(":")[-1].strip()
     ticket = requests.get(shop.url(f"tickets/{ticket_id}"), headers=shop.admin, timeout=10).json()
     assert ticket["priority"] == "high" and ticket["customer"]["id"] == "vip-7" and len(ticket["conversations"]) == 1
+
+
+def test_the_console_rings_counts_unread_in_the_title_and_searches_customers(new_page, shop):
+    alice = agent_page(new_page, shop, "agent-1")
+    alice.click("#conv-search")  # an interaction: browsers play sound only after one
+    first = customer_page(new_page, shop, name="甲客户")
+    say(first, "转人工")
+    expect(alice.locator("#convs button", has_text="甲客户")).to_be_visible()
+    second = customer_page(new_page, shop, name="乙客户")
+    say(second, "转人工")
+    expect(alice.locator("#convs button", has_text="乙客户")).to_be_visible()
+    assert alice.evaluate("() => window.__kefuChimes") >= 2
+    say(second, "还在吗")
+    expect(alice).to_have_title(re.compile(r"^\(\d+\) "))  # unread messages in the tab's title
+    alice.fill("#conv-search", "乙")
+    expect(alice.locator("#convs button", has_text="乙客户")).to_be_visible()
+    expect(alice.locator("#convs button", has_text="甲客户")).to_have_count(0)
+    alice.fill("#conv-search", "")
+    expect(alice.locator("#convs button", has_text="甲客户")).to_be_visible()
