@@ -413,6 +413,7 @@
         sender: m.sender || { role: this.role, id: this.userId, name: "" },
         text: m.text, createdAt: m.createdAt, state: "sent",
         meta: m.meta && typeof m.meta === "object" ? m.meta : null, // the bot's decision, or the suggestion sent
+        channel: typeof m.channel === "string" ? m.channel : "web", // how a customer's message arrived
       };
       c.messages.set(m.seq, message);
       if (m.seq > c.maxSeq) c.maxSeq = m.seq;

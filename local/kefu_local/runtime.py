@@ -80,33 +80,51 @@ class HandlerError(Exception):
 
 
 class LambdaRuntime:
+    """Like Lambda, a function's instance ("container") serves one invocation at a time: concurrent
+    invocations get other instances, created on demand (each a fresh import of the handler module, i.e. a
+    cold start) and reused afterwards. Handlers may therefore keep per-request state at module level, as
+    Powertools' resolver does (app.current_event), without one request seeing another's."""
+
     def __init__(self, functions_dir: Path):
         self.functions_dir = functions_dir
-        self._modules: dict[str, ModuleType] = {}
+        self._idle: dict[str, list[ModuleType]] = {}
+        self._instances: dict[str, int] = {}
         self._lock = threading.Lock()
 
     def load_all(self) -> None:
         for function in schema.FUNCTIONS:
-            self._module(function.name)
+            self._release(function.name, self._acquire(function.name))
 
-    def _module(self, name: str) -> ModuleType:
-        module = self._modules.get(name)
-        if module is not None:
-            return module
+    def _load(self, name: str, instance: int) -> ModuleType:
+        path = self.functions_dir / name / "handler.py"
+        spec = importlib.util.spec_from_file_location(f"kefu_function_{name}_{instance}", path)
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[spec.name] = module  # pydantic resolves the handler's annotations through it
+        spec.loader.exec_module(module)
+        return module
+
+    def _acquire(self, name: str) -> ModuleType:
         with self._lock:
-            if name not in self._modules:
-                path = self.functions_dir / name / "handler.py"
-                spec = importlib.util.spec_from_file_location(f"kefu_function_{name}", path)
-                module = importlib.util.module_from_spec(spec)
-                sys.modules[spec.name] = module
-                spec.loader.exec_module(module)
-                self._modules[name] = module
-        return self._modules[name]
+            idle = self._idle.setdefault(name, [])
+            if idle:
+                return idle.pop()
+            instance = self._instances.get(name, 0)
+            self._instances[name] = instance + 1
+        return self._load(name, instance)
+
+    def _release(self, name: str, module: ModuleType) -> None:
+        with self._lock:
+            self._idle[name].append(module)
+
+    def instances(self) -> dict[str, int]:
+        """How many instances of each function exist (the local equivalent of concurrent containers)."""
+        with self._lock:
+            return dict(self._instances)
 
     def invoke(self, name: str, event: dict):
         """Call the function's handler; exceptions come back as HandlerError (as Lambda reports them)."""
         function = schema.FUNCTIONS_BY_NAME[name]
-        module = self._module(name)
+        module = self._acquire(name)
         context = LambdaContext(name, function.memory_mb, function.timeout_s)
         started = time.thread_time()
         failed = False
@@ -117,3 +135,4 @@ class LambdaRuntime:
             raise HandlerError(f"{type(error).__name__}: {error}") from error
         finally:
             STATS.record_invocation(name, (time.thread_time() - started) * 1000, failed)
+            self._release(name, module)

@@ -285,3 +285,21 @@ def test_the_console_rings_counts_unread_in_the_title_and_searches_customers(new
     expect(alice.locator("#convs button", has_text="甲客户")).to_have_count(0)
     alice.fill("#conv-search", "")
     expect(alice.locator("#convs button", has_text="甲客户")).to_be_visible()
+
+
+def test_the_console_shows_the_channel_of_each_message(new_page, shop):
+    key = requests.post(shop.url("api-keys"), json={"name": "app"}, headers=shop.admin, timeout=10).json()["key"]
+    token = requests.post(f"{shop.stack.api_url}/integrations/visitor-tokens", headers={"x-api-key": key},
+                          json={"customerId": "app-user-3", "name": "孙三"}, timeout=10).json()["token"]
+    customer = new_page()
+    customer.goto(f"{shop.stack.base_url}/customer.html?workspace={shop.ws}#token={token}")
+    expect(customer.locator("#text")).to_be_enabled()
+    say(customer, "转人工")
+    alice = agent_page(new_page, shop, "agent-1")
+    alice.locator("#convs button", has_text="孙三").click()
+    reply = requests.post(f"{shop.stack.api_url}/integrations/channels/rest/messages", headers={"x-api-key": key},
+                          json={"customerId": "app-user-3", "text": "我在 App 里继续问", "messageId": "m-1"}, timeout=10)
+    assert reply.status_code == 202, reply.text
+    line = alice.locator("#log li.msg", has_text="我在 App 里继续问")
+    expect(line.locator(".channel")).to_have_text("App")
+    expect(alice.locator("#log li.msg", has_text="转人工").locator(".channel")).to_have_count(0)  # the widget's
