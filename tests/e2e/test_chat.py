@@ -303,3 +303,27 @@ def test_the_console_shows_the_channel_of_each_message(new_page, shop):
     line = alice.locator("#log li.msg", has_text="我在 App 里继续问")
     expect(line.locator(".channel")).to_have_text("App")
     expect(alice.locator("#log li.msg", has_text="转人工").locator(".channel")).to_have_count(0)  # the widget's
+
+
+def test_outside_business_hours_the_customer_leaves_a_question_that_becomes_a_ticket(new_page, stack, store,
+                                                                                    signing_key):
+    closed_shop = Shop(stack, store, signing_key, ALWAYS_ANSWER)
+    try:
+        hours = requests.put(closed_shop.url("routing"), headers=closed_shop.admin, timeout=10,
+                             json={"businessHours": {"timezone": "Asia/Shanghai", "weekly": {}}})  # closed all week
+        assert hours.status_code == 200, hours.text
+        customer = customer_page(new_page, closed_shop, name="夜猫子")
+        say(customer, "转人工")
+        expect(customer.locator("#offline")).to_be_visible()
+        customer.fill("#of-name", "夜猫子")
+        customer.fill("#of-contact", "night@example.com")
+        customer.fill("#of-question", "明天能发货吗？")
+        screenshot(customer, "customer-offline-form")
+        assert axe_violations(customer) == []
+        customer.click("#of-send")
+        expect(customer.locator("#offline-text")).to_contain_text("已收到")
+        tickets = requests.get(closed_shop.url("tickets"), headers=closed_shop.admin, timeout=10).json()["items"]
+        assert [(t["source"], t["description"], t["contact"]) for t in tickets] == [
+            ("offline_form", "明天能发货吗？", "night@example.com")]
+    finally:
+        closed_shop.close()
