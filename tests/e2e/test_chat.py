@@ -8,6 +8,7 @@ import re
 
 import pytest
 import requests
+from kefu.models import Agent
 from playwright.sync_api import expect
 
 from tests.integration.conftest import ALWAYS_ANSWER, ALWAYS_REVIEW, Shop
@@ -17,9 +18,17 @@ from .conftest import axe_violations, screenshot
 XSS = '<img src=x onerror="window.__xss=1"><script>window.__xss=2</script>'
 
 
+def roomy(shop: Shop, store) -> Shop:
+    """The shop's agents take any number of conversations: the tests of a module share them, and what one
+    test leaves open must not send the next test's customer to the queue."""
+    for agent_id, name in (("agent-1", "Agent One"), ("agent-2", "Agent Two")):
+        store.put_agent(Agent(shop.ws, agent_id, name, max_concurrent=50))
+    return shop
+
+
 @pytest.fixture(scope="module")
 def shop(stack, store, signing_key):
-    shop = Shop(stack, store, signing_key, ALWAYS_ANSWER)
+    shop = roomy(Shop(stack, store, signing_key, ALWAYS_ANSWER), store)
     yield shop
     shop.close()
 
@@ -213,7 +222,7 @@ def test_sockets_killed_on_both_sides_lose_and_duplicate_nothing(new_page, shop,
 
 @pytest.fixture(scope="module")
 def reviewing(stack, store, signing_key):
-    shop = Shop(stack, store, signing_key, ALWAYS_REVIEW)
+    shop = roomy(Shop(stack, store, signing_key, ALWAYS_REVIEW), store)
     yield shop
     shop.close()
 

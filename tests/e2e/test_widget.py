@@ -12,7 +12,6 @@ from tests.integration.conftest import ALWAYS_ANSWER, Shop
 from .conftest import axe_violations, screenshot
 
 
-
 @pytest.fixture(scope="module")
 def shop(stack, store, signing_key):
     shop = Shop(stack, store, signing_key, ALWAYS_ANSWER)
