@@ -549,6 +549,35 @@ def _deliveries(workspace: str, subscription_id: str, limit: int) -> dict:
     return {"items": [d.public() for d in wiring.webhook_store().deliveries(workspace, subscription_id, limit)]}
 
 
+# ---------------------------------------------------------------- quick replies (the console's library)
+
+
+class QuickReply(BaseModel):
+    category: str = Field(default="", max_length=40, description="groups replies in the picker")
+    title: str = Field(min_length=1, max_length=60, description="what the agent types after /")
+    text: str = Field(min_length=1, max_length=4000)
+
+
+class QuickReplies(BaseModel):
+    items: list[QuickReply] = Field(max_length=300)
+
+
+@app.get("/workspaces/<workspace>/quick-replies")
+def get_quick_replies(workspace: str) -> dict:
+    """The workspace's quick replies (agents): typed in the console's reply box after "/"."""
+    _staff(workspace, "agent")
+    return {"items": wiring.channel_store().quick_replies(workspace)}
+
+
+@app.put("/workspaces/<workspace>/quick-replies")
+def put_quick_replies(workspace: str, body: QuickReplies) -> dict:
+    """Replace the library (supervisors)."""
+    _staff(workspace, "supervisor")
+    items = [r.model_dump() for r in body.items]
+    wiring.channel_store().put_quick_replies(workspace, items)
+    return {"items": items}
+
+
 # ---------------------------------------------------------------- channels
 
 PLAIN = {"description": "plain text", "content": {"text/plain": {"schema": {"type": "string"}}}}

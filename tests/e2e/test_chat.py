@@ -336,3 +336,34 @@ def test_outside_business_hours_the_customer_leaves_a_question_that_becomes_a_ti
             ("offline_form", "明天能发货吗？", "night@example.com")]
     finally:
         closed_shop.close()
+
+
+def test_quick_replies_come_up_with_a_slash(new_page, shop):
+    library = {"items": [
+        {"category": "售后", "title": "退货流程", "text": "请在「我的订单」里点“申请退货”，审核后寄回即可。"},
+        {"category": "物流", "title": "发货时间", "text": "现货 24 小时内发出。"},
+    ]}
+    assert requests.put(shop.url("quick-replies"), json=library, headers=shop.admin, timeout=10).status_code == 200
+    too_many = {"items": [{"title": "x", "text": "y"}] * 301}
+    assert requests.put(shop.url("quick-replies"), json=too_many, headers=shop.admin, timeout=10).status_code == 422
+    customer = customer_page(new_page, shop, name="快捷回复")
+    say(customer, "转人工")
+    alice = agent_page(new_page, shop, "agent-1")
+    alice.locator("#convs button", has_text="快捷回复").click()
+    alice.fill("#text", "")
+    alice.type("#text", "/退货")
+    options = alice.locator("#quick [role=option]")
+    expect(options).to_have_count(1)
+    expect(options.first).to_contain_text("退货流程")
+    assert axe_violations(alice) == []
+    alice.press("#text", "Backspace")
+    alice.press("#text", "Backspace")  # just "/": the whole library
+    expect(options).to_have_count(2)
+    alice.press("#text", "ArrowDown")
+    expect(options.nth(1)).to_have_attribute("aria-selected", "true")
+    alice.press("#text", "ArrowUp")
+    alice.press("#text", "Enter")  # inserts, does not send
+    expect(alice.locator("#text")).to_have_value(library["items"][0]["text"])
+    expect(alice.locator("#quick")).to_be_hidden()
+    alice.press("#text", "Enter")  # sends
+    expect(customer.locator("#log")).to_contain_text("审核后寄回即可")

@@ -419,6 +419,9 @@ REST_PUBLIC_ROUTES: tuple[tuple[str, str], ...] = (
     ("POST", "/workspaces/{workspace}/tickets/{ticket_id}/conversations"),
     ("GET", "/workspaces/{workspace}/ticket-settings"),
     ("PUT", "/workspaces/{workspace}/ticket-settings"),
+    # the console's quick replies (agents read, supervisors write)
+    ("GET", "/workspaces/{workspace}/quick-replies"),
+    ("PUT", "/workspaces/{workspace}/quick-replies"),
     # the console's customer profile (agents)
     ("GET", "/workspaces/{workspace}/customers/{customer_id}"),
     # integrators' keys (admins)

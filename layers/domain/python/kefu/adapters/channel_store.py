@@ -1,10 +1,12 @@
-"""Per-workspace channel settings in the Directory table: pk "{ws}#CHANNELS", sk the channel ("wechat").
+"""Per-workspace channel settings in the Directory table: pk "{ws}#CHANNELS", sk the channel ("wechat"); and
+the console's quick-reply library: pk "{ws}#QUICK", sk "LIBRARY".
 WeChat: the callback token, the Official Account's appId and appSecret (the table is encrypted with the
 stack's KMS key; the secret is never returned by the API), and the API base URL (tests point it at a
 fake on loopback)."""
 
 from __future__ import annotations
 
+import json
 import os
 
 import boto3
@@ -27,3 +29,14 @@ class ChannelStore:
         item = {"pk": {"S": f"{workspace}#CHANNELS"}, "sk": {"S": channel}}
         item.update({k: {"S": v} for k, v in settings.items() if v is not None})
         self.dynamodb.put_item(TableName=self.table, Item=item)
+
+
+    def quick_replies(self, workspace: str) -> list[dict]:
+        item = self.dynamodb.get_item(TableName=self.table,
+                                      Key={"pk": {"S": f"{workspace}#QUICK"}, "sk": {"S": "LIBRARY"}}).get("Item")
+        return json.loads(item["items"]["S"]) if item else []
+
+    def put_quick_replies(self, workspace: str, items: list[dict]) -> None:
+        self.dynamodb.put_item(TableName=self.table, Item={
+            "pk": {"S": f"{workspace}#QUICK"}, "sk": {"S": "LIBRARY"},
+            "items": {"S": json.dumps(items, ensure_ascii=False, separators=(",", ":"))}})
