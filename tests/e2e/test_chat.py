@@ -13,7 +13,7 @@ from playwright.sync_api import expect
 
 from tests.integration.conftest import ALWAYS_ANSWER, ALWAYS_REVIEW, Shop
 
-from .conftest import axe_violations, screenshot
+from .conftest import axe_violations, screenshot, signed_in
 
 XSS = '<img src=x onerror="window.__xss=1"><script>window.__xss=2</script>'
 
@@ -39,6 +39,14 @@ def customer_page(new_page, shop, name: str = "张三"):
     page.fill("#name", name)
     page.click("#start button[type=submit]")
     expect(page.locator("#composer")).to_be_visible()
+    expect(page.locator("#text")).to_be_enabled()
+    return page
+
+
+def identified_page(new_page, shop, token: str):
+    """The customer page opened with a site's token: no name form, straight to the chat."""
+    page = new_page()
+    page.goto(f"{shop.stack.base_url}/customer.html?workspace={shop.ws}#token={token}")
     expect(page.locator("#text")).to_be_enabled()
     return page
 
@@ -247,16 +255,12 @@ def test_the_agent_approves_the_bots_suggested_answer_in_one_click(new_page, rev
 
 
 def test_the_console_shows_the_customers_profile_and_opens_a_ticket(new_page, shop, store):
-    key = requests.post(shop.url("api-keys"), json={"name": "crm"}, headers=shop.admin, timeout=10).json()["key"]
-    token = requests.post(f"{shop.stack.api_url}/integrations/visitor-tokens", headers={"x-api-key": key},
-                          json={"customerId": "vip-7", "name": "钱七", "tags": ["vip"]}, timeout=10).json()["token"]
+    _, token = signed_in(shop, "vip-7", "钱七", tags=("vip",))
     # an earlier, closed conversation of the same customer
     earlier = shop.connect(token)
     ack = earlier.request({"action": "message", "clientMessageId": "e1", "text": "上次的问题"}, type="ack")
     earlier.request({"action": "close", "conversationId": ack["conversationId"]}, type="closed")
-    customer = new_page()
-    customer.goto(f"{shop.stack.base_url}/customer.html?workspace={shop.ws}#token={token}")
-    expect(customer.locator("#text")).to_be_enabled()
+    customer = identified_page(new_page, shop, token)
     say(customer, "转人工")
     alice = agent_page(new_page, shop, "agent-1")
     alice.locator("#convs button", has_text="钱七").click()
@@ -297,12 +301,8 @@ def test_the_console_rings_counts_unread_in_the_title_and_searches_customers(new
 
 
 def test_the_console_shows_the_channel_of_each_message(new_page, shop):
-    key = requests.post(shop.url("api-keys"), json={"name": "app"}, headers=shop.admin, timeout=10).json()["key"]
-    token = requests.post(f"{shop.stack.api_url}/integrations/visitor-tokens", headers={"x-api-key": key},
-                          json={"customerId": "app-user-3", "name": "孙三"}, timeout=10).json()["token"]
-    customer = new_page()
-    customer.goto(f"{shop.stack.base_url}/customer.html?workspace={shop.ws}#token={token}")
-    expect(customer.locator("#text")).to_be_enabled()
+    key, token = signed_in(shop, "app-user-3", "孙三")
+    customer = identified_page(new_page, shop, token)
     say(customer, "转人工")
     alice = agent_page(new_page, shop, "agent-1")
     alice.locator("#convs button", has_text="孙三").click()

@@ -4,12 +4,11 @@ anonymous or identified by a token from the site's backend; full screen on a pho
 from __future__ import annotations
 
 import pytest
-import requests
 from playwright.sync_api import expect
 
 from tests.integration.conftest import ALWAYS_ANSWER, Shop
 
-from .conftest import axe_violations, screenshot
+from .conftest import axe_violations, screenshot, signed_in
 
 
 @pytest.fixture(scope="module")
@@ -61,9 +60,7 @@ def test_an_anonymous_visitor_chats_through_the_launcher(new_page, shop):
 
 
 def test_an_identified_customer_is_greeted_by_name_and_keeps_one_conversation(new_page, shop):
-    key = requests.post(shop.url("api-keys"), json={"name": "site"}, headers=shop.admin, timeout=10).json()["key"]
-    token = requests.post(f"{shop.stack.api_url}/integrations/visitor-tokens", headers={"x-api-key": key},
-                          json={"customerId": "site-user-9", "name": "王五"}, timeout=10).json()["token"]
+    _, token = signed_in(shop, "site-user-9", "王五")
     page = host_page(new_page, shop, token=token)
     page.get_by_role("button", name="在线客服").click()
     chat = page.frame_locator("#kefu-frame")
