@@ -880,6 +880,23 @@ def integrator_customer(customer_id: str) -> dict:
     return _customer_profile(_integrator(), customer_id)
 
 
+@app.get("/workspaces/<workspace>/conversations")
+def workspace_conversations(
+    workspace: str,
+    status: Annotated[Literal["bot", "open", "queued", "assigned", "closed"] | None, Query()] = None,
+    channel: Annotated[Literal["web", "rest", "wechat"] | None, Query()] = None,
+    customerId: Annotated[str | None, Query(max_length=64)] = None,
+    cursor: Annotated[str | None, Query(max_length=2048)] = None,
+    limit: Annotated[int, Query(ge=1, le=100)] = 25,
+) -> dict:
+    """The workspace's conversations for supervisors and admins (the console's "all" tab), newest first,
+    filtered by status, channel or customer; `nextCursor` continues."""
+    _staff(workspace, "supervisor")
+    items, next_cursor = store.list_conversations(workspace, {"status": status, "channel": channel,
+                                                              "customerId": customerId}, cursor, limit)
+    return {"items": [_conversation_summary(c) for c in items], "nextCursor": next_cursor}
+
+
 @app.get("/workspaces/<workspace>/customers/<customer_id>")
 def customer_profile(workspace: str, customer_id: str) -> dict:
     """The customer's profile for the console (agents): name, tags, channels, previous conversations and

@@ -223,6 +223,45 @@ def test_supervisor_sees_the_queue_and_assigns_by_hand(world, store):
     boss.expect(type="assigned", conversationId=waiting)  # coming online drained the queue to the boss
 
 
+def test_agents_take_waiting_conversations_for_themselves(world, store):
+    world.agent("agent-1", max_concurrent=1)
+    world.agent("agent-2", max_concurrent=2)
+    world.agent("billing", max_concurrent=2, groups=("账单",))
+    one, two = world.agent_socket("agent-1"), world.agent_socket("agent-2")
+    billing = world.agent_socket("billing")
+    for agent in (two, billing):  # away: nothing arrives by itself, but they may take a conversation
+        agent.request({"action": "presence", "status": "away"}, type="presence")
+    open_conversation(world, world.customer("c0"), one)  # agent-1 is full
+    c1 = world.customer("c1")
+    waiting = first_message(c1)
+    c1.expect(type="queue", conversationId=waiting)
+    queue = two.request({"action": "snapshot"}, type="snapshot")["queue"]
+    assert [q["conversationId"] for q in queue] == [waiting] and queue[0]["position"] == 1
+    # not for someone else, not when full
+    assert two.request({"action": "assign", "conversationId": waiting, "agentId": "agent-1"},
+                       type="error")["code"] == "forbidden"
+    assert one.request({"action": "assign", "conversationId": waiting, "agentId": "agent-1"},
+                       type="error")["code"] == "no_agent_available"
+    taken = two.request({"action": "assign", "conversationId": waiting, "agentId": "agent-2"}, type="assign")
+    assert taken["status"] == "assigned"
+    two.expect(type="assigned", conversationId=waiting)
+    c1.expect(type="routed", conversationId=waiting, status="assigned")
+    assert store.get_conversation(world.workspace, waiting).agent_id == "agent-2"
+    assert store.get_agent(world.workspace, "agent-2").presence == "away"  # taking one changes no presence
+    assert store.queue_entries(world.workspace) == []
+    assert two.request({"action": "assign", "conversationId": waiting, "agentId": "agent-2"},
+                       type="error")["code"] == "conflict"  # not waiting any more
+    # a conversation waiting for a group is taken by a member of it only
+    c2 = world.customer("c2")
+    grouped = c2.request({"action": "message", "clientMessageId": "m1", "text": "发票开错了", "group": "账单"},
+                         type="ack")["conversationId"]
+    assert c2.expect(type="queue", conversationId=grouped)["queue"] == "账单"
+    assert two.request({"action": "assign", "conversationId": grouped, "agentId": "agent-2"},
+                       type="error")["code"] == "forbidden"
+    billing.request({"action": "assign", "conversationId": grouped, "agentId": "billing"}, type="assign")
+    billing.expect(type="assigned", conversationId=grouped)
+
+
 @pytest.mark.parametrize("role_frame, code", [
     ({"action": "presence", "status": "online"}, "forbidden"),  # from a customer
     ({"action": "snapshot"}, "forbidden"),
@@ -246,7 +285,8 @@ def test_agents_get_clear_errors(world, store):
     conversation = first_message(customer)
     customer.expect(type="routed", conversationId=conversation, status="assigned")  # routing follows the ack
     owner, other = (one, two) if store.get_conversation(world.workspace, conversation).agent_id == "agent-1" else (two, one)
-    assert other.request({"action": "snapshot"}, type="error")["code"] == "forbidden"
+    seen = other.request({"action": "snapshot"}, type="snapshot")  # the queue, not colleagues' loads
+    assert seen["supervisor"] is False and seen["agents"] == [] and seen["queue"] == []
     assert other.request({"action": "assign", "conversationId": conversation, "agentId": "agent-1"},
                          type="error")["code"] == "forbidden"
     assert other.request({"action": "handoff", "conversationId": conversation, "to": {"agentId": "agent-1"}},
@@ -306,3 +346,24 @@ def test_admin_rest_validates_profiles_and_settings(world, stack, store):
     assert store.settings(world.workspace)["strategy"] == "round_robin"
     listed = requests.get(f"{base}/agents", headers=admin, timeout=10).json()["items"]
     assert {a["agentId"] for a in listed} == {"admin-1", "plain", "newbie"}
+
+
+def test_supervisors_list_the_workspaces_conversations(world, stack, store):
+    world.agent("boss", role="supervisor")
+    world.agent("agent-1")
+    agent = world.agent_socket("agent-1")
+    mine = open_conversation(world, world.customer("c1"), agent)
+    base = f"{stack.api_url}/workspaces/{world.workspace}/conversations"
+
+    def get(who, **params):
+        return requests.get(base, params=params, headers={"Authorization": f"Bearer {world.token('agent', who)}"},
+                            timeout=10)
+
+    listed = get("boss", status="assigned").json()["items"]
+    assert [(c["conversationId"], c["agent"]["id"]) for c in listed] == [(mine, "agent-1")]
+    assert get("boss", status="closed").json()["items"] == []
+    assert get("agent-1").status_code == 403  # agents see their own inbox and the queue, not everyone's
+    stranger = requests.get(base, headers={"Authorization": f"Bearer {world.token('agent', 'alice', workspace='demo')}"},
+                            timeout=10)
+    assert stranger.status_code == 404  # another workspace's supervisor
+    assert get("boss", cursor="bm90IGEgY3Vyc29y").status_code == 422

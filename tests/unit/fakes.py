@@ -197,13 +197,13 @@ class MemoryStore:
             elif ref.connection_id in mine:
                 mine[ref.connection_id].discard(conversation_id)
 
-    def assign(self, conversation, agent, previous_agent_id, decision=None, from_queue=None):
+    def assign(self, conversation, agent, previous_agent_id, decision=None, from_queue=None, presences=("online",)):
         self._call()
         with self.lock:
             ws = conversation.workspace
             stored = self.conversations[(ws, conversation.id)]
             current = self.agents[(ws, agent.id)]
-            if (current.presence != "online" or current.connections <= 0 or current.load >= current.max_concurrent
+            if (current.presence not in presences or current.connections <= 0 or current.load >= current.max_concurrent
                     or current.max_concurrent != agent.max_concurrent):
                 raise AssignConflict()
             if stored.agent_id != previous_agent_id or stored.status == "closed":

@@ -175,7 +175,9 @@ def test_refusals(world):
     with pytest.raises(Forbidden):
         world.router.presence(who, parse(action="presence", status="online"))
     with pytest.raises(Forbidden):
-        world.router.snapshot(ALICE)
+        world.router.snapshot(who)
+    seen = world.router.snapshot(ALICE)  # an agent sees the queue, not colleagues' states and loads
+    assert seen["supervisor"] is False and seen["agents"] == [] and "online" not in seen["totals"]
     with pytest.raises(Forbidden):
         world.router.assign_by_hand(ALICE, parse(action="assign", conversationId=conversation, agentId="bob"))
     with pytest.raises(NotFound):  # another workspace's supervisor sees nothing

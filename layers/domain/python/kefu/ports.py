@@ -85,8 +85,10 @@ class Store(Protocol):
         """Stop fanning out to these connections; with forget, also drop their connection records (they are gone)."""
 
     def assign(self, conversation: Conversation, agent: Agent, previous_agent_id: str | None,
-               decision: dict | None = None, from_queue: QueueEntry | None = None) -> None:
-        """Atomically: the agent's load +1 (only if online, connected and below capacity), the previous agent's
+               decision: dict | None = None, from_queue: QueueEntry | None = None,
+               presences: tuple[str, ...] = ("online",)) -> None:
+        """Atomically: the agent's load +1 (only if in one of `presences` — an agent taking a conversation
+        themselves may be away —, connected and below capacity), the previous agent's
         load -1, the conversation's agent set (only if it still has `previous_agent_id` and is not closed), the
         decision recorded, and the queue entry removed (only if still there). Raises AssignConflict."""
 

@@ -138,7 +138,7 @@ class Router:
 
     def _assign_ranked(self, conversation: Conversation, decision: Decision, previous_agent_id: str | None, *,
                        note: str = "", transfer_by: Principal | None = None,
-                       from_queue: QueueEntry | None = None) -> Agent | None:
+                       from_queue: QueueEntry | None = None, presences: tuple[str, ...] = ("online",)) -> Agent | None:
         """Try the ranked agents in order; each try is one conditional transaction."""
         for agent in decision.ranked:
             explained = decision.explain(agent)
@@ -147,7 +147,7 @@ class Router:
             if transfer_by is not None:
                 explained["transferredBy"] = transfer_by.id
             try:
-                self.store.assign(conversation, agent, previous_agent_id, explained, from_queue)
+                self.store.assign(conversation, agent, previous_agent_id, explained, from_queue, presences)
             except AssignConflict:
                 fresh = self.store.get_conversation(conversation.workspace, conversation.id)
                 if fresh is None or fresh.agent_id != previous_agent_id or fresh.status == "closed" or (
@@ -311,9 +311,28 @@ class Router:
                 "status": "transferred"}
 
     def assign_by_hand(self, who: Principal, frame: frames.AssignFrame) -> dict:
+        """Supervisors give any conversation of their workspace to an agent; an agent takes a waiting one
+        for themselves (the console's queue tab), from a queue of their groups."""
+        if who.role != "agent":
+            raise Forbidden("only agents, supervisors and admins assign conversations")
         if not who.is_supervisor:
-            raise Forbidden("only supervisors and admins assign conversations by hand")
-        conversation = self._visible(who, frame.conversationId)
+            if frame.agentId != who.id:
+                raise Forbidden("agents take conversations for themselves; supervisors assign others")
+            conversation = self.store.get_conversation(who.workspace, frame.conversationId)
+            if conversation is None:
+                raise NotFound("no such conversation")
+            if conversation.status == "closed":
+                raise ConversationClosed("the conversation is closed")
+            if conversation.status != "queued":
+                raise Conflict("the conversation is not waiting in the queue any more")
+            me = self.store.get_agent(who.workspace, who.id)
+            entry = next((e for e in self.store.queue_entries(who.workspace)
+                          if e.conversation_id == conversation.id), None)
+            group = entry.queue if entry is not None and entry.queue != "*" else conversation.group
+            if me is not None and group and group not in me.groups:
+                raise Forbidden(f"the conversation waits for the {group} group, which is not yours")
+        else:
+            conversation = self._visible(who, frame.conversationId)
         if conversation.status == "closed":
             raise ConversationClosed("the conversation is closed")
         agent = self.store.get_agent(who.workspace, frame.agentId)
@@ -323,7 +342,8 @@ class Router:
             raise InvalidFrame("the conversation is already with that agent")
         previous = conversation.agent_id
         waiting_before = routing.positions(self.store.queue_entries(who.workspace)) if conversation.queue_key else {}
-        if self._give(conversation, agent, who, note="", kind="manual") is None:
+        taking = agent.id == who.id
+        if self._give(conversation, agent, who, note="", kind="taken" if taking else "manual", away_ok=taking) is None:
             raise NoAgentAvailable(f"{agent.name or agent.id} is {agent.presence} with "
                                    f"{agent.load}/{agent.max_concurrent} open; pick someone else")
         self._push(conversation, _routed(conversation, "assigned", f"assigned by {who.name or who.id}"))
@@ -334,19 +354,23 @@ class Router:
                                    self.store.list_agents(who.workspace), skip=None)
         return {"type": "assign", "conversationId": conversation.id, "agentId": agent.id, "status": "assigned"}
 
-    def _give(self, conversation: Conversation, agent: Agent, by: Principal, *, note: str, kind: str) -> Agent | None:
-        """One named agent takes the conversation (from its agent, or from the queue)."""
+    def _give(self, conversation: Conversation, agent: Agent, by: Principal, *, note: str, kind: str,
+              away_ok: bool = False) -> Agent | None:
+        """One named agent takes the conversation (from its agent, or from the queue); `away_ok`: an agent
+        taking it themselves may be away (away only stops conversations arriving by themselves)."""
+        presences = ("online", "away") if away_ok else ("online",)
         entry = None
         if conversation.status == "queued":
             entry = next((e for e in self.store.queue_entries(conversation.workspace)
                           if e.conversation_id == conversation.id), None)
         reason = f"{kind} by {by.name or by.id}"
+        can = routing.assignable(replace(agent, presence="online") if agent.presence in presences else agent)
         candidate = routing.Candidate(agent.id, agent.name, agent.load, agent.max_concurrent, agent.presence,
-                                      routing.assignable(agent), "chosen by hand")
+                                      can, "chosen by hand")
         decision = Decision(kind, Need(conversation.group, conversation.language, conversation.priority),
-                            conversation.group, (agent,) if routing.assignable(agent) else (), (candidate,), reason)
+                            conversation.group, (agent,) if can else (), (candidate,), reason)
         chosen = self._assign_ranked(conversation, decision, conversation.agent_id, note=note, transfer_by=by,
-                                     from_queue=entry)
+                                     from_queue=entry, presences=presences)
         if chosen is not None and conversation.routing is not None:
             conversation.routing["reason"] = reason
         return chosen
@@ -495,8 +519,10 @@ class Router:
     # ------------------------------------------------------------ supervisors
 
     def snapshot(self, who: Principal) -> dict:
-        if not who.is_supervisor:
-            raise Forbidden("only supervisors and admins see the live queue")
+        """The live queue for every agent (the console's queue tab); agents' states and loads for
+        supervisors and admins only."""
+        if who.role != "agent":
+            raise Forbidden("the live queue is for agents")
         ws = who.workspace
         agents = self.store.list_agents(ws)
         entries = self.store.queue_entries(ws)
@@ -515,8 +541,12 @@ class Router:
                 "waitingSeconds": max(0, int((now - entry.arrival_ms) / 1000)),
                 "estimatedWaitSeconds": frame["estimatedWaitSeconds"],
             })
+        if not who.is_supervisor:
+            return {"type": "snapshot", "supervisor": False, "agents": [], "queue": queue,
+                    "totals": {"waiting": len(entries)}}
         return {
             "type": "snapshot",
+            "supervisor": True,
             "agents": [a.public() for a in agents],
             "queue": queue,
             "totals": {

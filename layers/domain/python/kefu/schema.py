@@ -424,6 +424,7 @@ REST_PUBLIC_ROUTES: tuple[tuple[str, str], ...] = (
     ("PUT", "/workspaces/{workspace}/quick-replies"),
     # the console's customer profile (agents)
     ("GET", "/workspaces/{workspace}/customers/{customer_id}"),
+    ("GET", "/workspaces/{workspace}/conversations"),
     # integrators' keys (admins)
     ("POST", "/workspaces/{workspace}/api-keys"),
     ("GET", "/workspaces/{workspace}/api-keys"),

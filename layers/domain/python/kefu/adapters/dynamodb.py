@@ -703,7 +703,8 @@ class DynamoStore:
                     )
 
     def assign(self, conversation: Conversation, agent: Agent, previous_agent_id: str | None,
-               decision: dict | None = None, from_queue: QueueEntry | None = None) -> None:
+               decision: dict | None = None, from_queue: QueueEntry | None = None,
+               presences: tuple[str, ...] = ("online",)) -> None:
         ws, now = conversation.workspace, now_iso()
         meta = MetaItem(conv_pk(ws, conversation.id), "META")
         owner: Condition = MetaItem.agentId == previous_agent_id if previous_agent_id else MetaItem.agentId.does_not_exist()
@@ -727,7 +728,7 @@ class DynamoStore:
                 tx.update(
                     AgentItem(ws, f"AGENT#{agent.id}"),
                     actions=[AgentItem.load.add(1), AgentItem.lastAssignedAt.set(now)],
-                    condition=(AgentItem.presence == "online") & (AgentItem.connections > 0)
+                    condition=AgentItem.presence.is_in(*presences) & (AgentItem.connections > 0)
                     & (AgentItem.load < agent.max_concurrent) & (AgentItem.maxConcurrent == agent.max_concurrent),
                 )
                 if previous_agent_id:
