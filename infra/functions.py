@@ -468,8 +468,8 @@ class Functions(Construct):
                 Acknowledgment(
                     id=f"AwsSolutions-IAM5[Resource::{objects}]",
                     reason=(
-                        f"Objects of the {bucket_id} bucket are keyed at run time (per workspace and version); "
-                        f"{granted} on this one bucket's objects, no List."
+                        f"Objects of the {bucket_id} bucket are keyed at run time (by "
+                        f"{schema.BUCKETS[bucket_id].keyed_by}); {granted} on this one bucket's objects, no List."
                     ),
                 )
             )

@@ -65,6 +65,7 @@
   "use strict";
 
   const MAX_TEXT_CHARS = 4000; // code points, after trimming (the server strips whitespace)
+  const MAX_ATTACHMENTS = 5; // per message
   const ID_RE = /^[A-Za-z0-9_.:\-]{1,64}$/;
   // handoff to.group: ^[\w.:\-]+$ with Unicode \w as the server's regex engine defines it (letters, marks and
   // digits of any script, connector punctuation such as _), 1-64 characters: 售后, 技术, billing
@@ -437,15 +438,22 @@
     /**
      * Queue a message; returns the outbox entry (state "sending"), or throws on invalid text. A customer's
      * message without conversationId opens a conversation when they have none; options {group, language}
-     * say what that new conversation needs (ignored otherwise).
+     * say what that new conversation needs (ignored otherwise). options.attachments: up to 5 references
+     * from uploadAttachment (same conversation); with at least one, text may be empty.
      */
     send(text, conversationId, options) {
-      const checked = checkText(text);
-      if (!checked.ok) throw new RangeError(`text must be 1-${MAX_TEXT_CHARS} characters`);
-      if (!conversationId && this.role === "agent") throw new Error("agents must name the conversation");
       const o = options || {};
+      const attachments = Array.isArray(o.attachments) ? o.attachments : [];
+      if (attachments.length > MAX_ATTACHMENTS) throw new RangeError(`at most ${MAX_ATTACHMENTS} attachments`);
+      if (attachments.length && !conversationId) throw new Error("attachments need the conversation of their upload");
+      const checked = checkText(text);
+      if (!checked.ok && !(attachments.length && checked.length === 0)) {
+        throw new RangeError(`text must be 1-${MAX_TEXT_CHARS} characters`);
+      }
+      if (!conversationId && this.role === "agent") throw new Error("agents must name the conversation");
       const item = { clientMessageId: uuid(), conversationId: conversationId || null, text: checked.text,
                      state: "sending", attempts: 0, error: null, createdAt: new Date().toISOString() };
+      if (attachments.length) item.attachments = attachments.slice();
       if (!item.conversationId && o.group) item.group = o.group;
       if (!item.conversationId && o.language) item.language = o.language;
       this.outbox.push(item);
@@ -484,6 +492,7 @@
         return this._pump();
       }
       const frame = { action: "message", clientMessageId: item.clientMessageId, text: item.text };
+      if (item.attachments && item.attachments.length) frame.attachments = item.attachments;
       if (item.conversationId) frame.conversationId = item.conversationId;
       else {
         if (item.group) frame.group = item.group; // only used when this message opens the conversation
@@ -530,8 +539,8 @@
       if (!this.storage) return;
       try {
         const pending = this.outbox.filter((i) => i.state === "sending")
-          .map(({ clientMessageId, conversationId, text, createdAt, group, language }) =>
-            ({ clientMessageId, conversationId, text, createdAt, group, language }));
+          .map(({ clientMessageId, conversationId, text, createdAt, group, language, attachments }) =>
+            ({ clientMessageId, conversationId, text, createdAt, group, language, attachments }));
         if (pending.length) this.storage.setItem(this.storageKey, JSON.stringify(pending));
         else this.storage.removeItem(this.storageKey);
       } catch (e) { /* storage full or disabled: the outbox stays in memory */ }
@@ -542,7 +551,8 @@
       try {
         const saved = JSON.parse(this.storage.getItem(this.storageKey) || "[]");
         for (const s of saved) {
-          if (s && ID_RE.test(s.clientMessageId) && checkText(s.text).ok) {
+          if (s && ID_RE.test(s.clientMessageId) && (checkText(s.text).ok || (Array.isArray(s.attachments) &&
+              s.attachments.length && !checkText(s.text).length))) {
             this.outbox.push(Object.assign({ state: "sending", attempts: 0, error: null }, s));
           }
         }
@@ -551,6 +561,40 @@
 
     typing(conversationId, isTyping) {
       return this._send({ action: "typing", conversationId, typing: isTyping !== false });
+    }
+
+    /**
+     * Upload a file (a File or Blob; a Blob without a name is sent as "file") into a conversation: an upload
+     * ticket over REST (POST /conversations/{id}/attachments), then the file straight to storage with the
+     * ticket's presigned POST (FormData). Resolves to the reference to pass in send(text, id, {attachments});
+     * rejects with an Error carrying {code, status} (the server's refusal: type or size not accepted, not
+     * your conversation; or "upload_failed"). The REST base URL is client.apiUrl when set, otherwise the
+     * WebSocket URL's origin + "/api" (the local stack's layout).
+     */
+    async uploadAttachment(conversationId, file) {
+      if (!conversationId) throw new Error("attachments go into an existing conversation");
+      if (!file || typeof file.size !== "number") throw new TypeError("uploadAttachment needs a File or Blob");
+      const base = String(this.apiUrl || this.url.replace(/^ws(s?):/, "http$1:").replace(/\/ws\/?(\?.*)?$/, "/api"))
+        .replace(/\/+$/, "");
+      const refused = (code, message, status) => Object.assign(new Error(message), { code, status });
+      const response = await root.fetch(`${base}/conversations/${encodeURIComponent(conversationId)}/attachments`, {
+        method: "POST",
+        headers: { "Content-Type": "application/json", Authorization: `Bearer ${this.token}` },
+        body: JSON.stringify({ name: file.name || "file", contentType: file.type || "application/octet-stream",
+                               size: file.size }),
+      });
+      const ticket = await response.json().catch(() => null);
+      if (!response.ok || !ticket || !ticket.url) {
+        const error = (ticket && ticket.error) || {};
+        throw refused(error.code || "upload_refused", error.message || `no upload ticket (${response.status})`,
+                      response.status);
+      }
+      const form = new FormData();
+      for (const [name, value] of Object.entries(ticket.fields || {})) form.append(name, value);
+      form.append("file", file); // last: storage ignores fields after the file
+      const uploaded = await root.fetch(ticket.url, { method: "POST", body: form });
+      if (!uploaded.ok) throw refused("upload_failed", `the upload failed (${uploaded.status})`, uploaded.status);
+      return ticket.attachment;
     }
 
     /**
@@ -910,8 +954,10 @@
     constructor(list, client, labels) {
       this.list = list;
       this.client = client;
-      this.labels = Object.assign({ me: "Me", sending: "Sending…", sent: "Sent", failed: "Not sent",
-                                    retry: "Retry", discard: "Discard", bot: "Automated" }, labels || {});
+      // read at each drawing (not copied): labels may be getters that follow the page's language
+      const defaults = { me: "Me", sending: "Sending…", sent: "Sent", failed: "Not sent",
+                         retry: "Retry", discard: "Discard", bot: "Automated" };
+      this.labels = new Proxy(labels || {}, { get: (given, key) => (given[key] !== undefined ? given[key] : defaults[key]) });
       this.decorate = null;
       this.conversationId = null;
       this.bySeq = new Map();

@@ -10,8 +10,8 @@ from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValida
 from aws_lambda_powertools.event_handler.openapi.params import Query
 from pydantic import BaseModel, Field, StringConstraints
 
-from kefu import schema, tokens, wiring
-from kefu.errors import Conflict, Forbidden, InvalidRequest, KefuError, NotFound, Unauthorized
+from kefu import attachments, schema, tokens, wiring
+from kefu.errors import Conflict, ConversationClosed, Forbidden, InvalidRequest, KefuError, NotFound, Unauthorized
 from kefu.knowledge import MAX_IMPORT_LINES, parse_article, parse_jsonl
 from kefu.models import Agent, Principal
 from kefu.routing import RoutingSettings
@@ -67,6 +67,94 @@ def messages(
     if conversation is None or not conversation.is_participant(who):
         raise NotFound("no such conversation")
     return _messages_page(who.workspace, conversation_id, afterSeq, limit)
+
+
+# ---------------------------------------------------------------- attachments (participants of the conversation)
+
+
+class AttachmentRequest(BaseModel):
+    name: str = Field(min_length=1, max_length=255, description="the file's name; the reference carries it made "
+                      "safe (no folders, no control characters, an extension of its type)")
+    contentType: str = Field(min_length=1, max_length=127, description="images: image/png, image/jpeg, image/gif, "
+                             "image/webp (10 MB); files: application/pdf, text/plain, text/csv, .docx, .xlsx (20 MB)")
+    size: int = Field(ge=1, le=attachments.FILE_MAX_BYTES, description="bytes, as the upload will send them")
+    width: int | None = Field(default=None, ge=1, le=attachments.MAX_DIMENSION, description="images only")
+    height: int | None = Field(default=None, ge=1, le=attachments.MAX_DIMENSION, description="images only")
+
+
+class UploadTicket(BaseModel):
+    url: str = Field(description="POST the form here: every field of `fields`, then the file as `file` (last)")
+    fields: dict[str, str]
+    expiresIn: int = Field(description="seconds the ticket stays valid")
+    maxBytes: int = Field(description="the largest file this type may be")
+    attachment: attachments.AttachmentRef = Field(description="put this into the message's attachments once "
+                                                  "the upload has succeeded")
+
+
+class DownloadLink(BaseModel):
+    url: str = Field(description="a presigned GET of the file, valid expiresIn seconds")
+    expiresIn: int
+    contentType: str
+    size: int
+
+
+@app.post("/conversations/<conversation_id>/attachments", status_code=201)
+def attachment_upload(conversation_id: str, body: AttachmentRequest) -> UploadTicket:
+    """An upload ticket for one file (the conversation's customer or agent): a presigned POST restricted to
+    one new object key, this Content-Type and at most the type's limit, valid 5 minutes. Send the returned
+    `attachment` in a message (WebSocket `message` frame, `attachments`) once the upload has succeeded."""
+    conversation = _participant_conversation(conversation_id)
+    if conversation.status == "closed":
+        raise ConversationClosed("the conversation is closed")
+    try:
+        kind = attachments.check_upload(body.contentType, body.size)
+        name = attachments.safe_name(body.name, kind.content_type)
+        image = kind.kind == "image"
+        ref = attachments.AttachmentRef(key=attachments.new_key(conversation.workspace, conversation.id, name),
+                                        name=name, contentType=kind.content_type, size=body.size,
+                                        width=body.width if image else None, height=body.height if image else None)
+    except attachments.AttachmentError as refused:
+        raise InvalidRequest(str(refused)) from None
+    post = wiring.attachment_store().upload_ticket(ref.key, ref.contentType, kind.max_bytes,
+                                                   attachments.UPLOAD_TTL_S)
+    return UploadTicket(url=post["url"], fields=post["fields"], expiresIn=attachments.UPLOAD_TTL_S,
+                        maxBytes=kind.max_bytes, attachment=ref)
+
+
+@app.get("/conversations/<conversation_id>/attachments/download")
+def attachment_download(
+    conversation_id: str,
+    key: Annotated[str, Query(min_length=1, max_length=300, description="the attachment's key")],
+    name: Annotated[str | None, Query(max_length=255, description="the name to save it as (default: from the key)")]
+    = None,
+) -> DownloadLink:
+    """A short-lived download link of one of the conversation's attachments (its customer or agent). Images
+    open inline; every other type downloads as a file."""
+    conversation = _participant_conversation(conversation_id)
+    if not attachments.owns(key, conversation.workspace, conversation.id):
+        raise NotFound("no such attachment")
+    store_ = wiring.attachment_store()
+    stored = store_.head(key)
+    if stored is None:
+        raise NotFound("no such attachment")
+    try:
+        kind = attachments.file_type(stored.content_type)
+    except attachments.AttachmentError:
+        raise NotFound("no such attachment") from None  # never hand out a link to a type we refuse
+    filename = attachments.safe_name(name or key.rsplit("/", 1)[-1], kind.content_type)
+    url = store_.download_url(key, kind.content_type, attachments.disposition(filename, kind.content_type),
+                              attachments.DOWNLOAD_TTL_S)
+    return DownloadLink(url=url, expiresIn=attachments.DOWNLOAD_TTL_S, contentType=kind.content_type,
+                        size=stored.size)
+
+
+def _participant_conversation(conversation_id: str):
+    """The conversation, if the caller (token) is its customer or its agent; the same 404 otherwise."""
+    who = _caller()
+    conversation = store.get_conversation(who.workspace, conversation_id)
+    if conversation is None or not conversation.is_participant(who):
+        raise NotFound("no such conversation")
+    return conversation
 
 
 class AgentProfile(BaseModel):
@@ -895,6 +983,31 @@ def workspace_conversations(
     items, next_cursor = store.list_conversations(workspace, {"status": status, "channel": channel,
                                                               "customerId": customerId}, cursor, limit)
     return {"items": [_conversation_summary(c) for c in items], "nextCursor": next_cursor}
+
+
+@app.get("/workspaces/<workspace>/metrics/hourly")
+def hourly_metrics(
+    workspace: str,
+    start: Annotated[str | None, Query(alias="from", pattern=r"^\d{4}-\d{2}-\d{2}T\d{2}$")] = None,
+    end: Annotated[str | None, Query(alias="to", pattern=r"^\d{4}-\d{2}-\d{2}T\d{2}$")] = None,
+) -> dict:
+    """Hourly counters for supervisors and admins (the console's dashboard): conversations opened, messages
+    by sender role, the bot's decisions, queue abandonments. `from` / `to`: UTC hours (2026-11-21T09), both
+    included; the last 24 hours by default, at most 31 days."""
+    from datetime import datetime, timedelta, timezone
+
+    from kefu import metrics
+
+    _staff(workspace, "supervisor")
+    now = datetime.now(timezone.utc)
+    last = end or now.strftime(metrics.HOUR_FORMAT)
+    first = start or (datetime.strptime(last, metrics.HOUR_FORMAT) - timedelta(hours=23)).strftime(metrics.HOUR_FORMAT)
+    try:
+        hours = metrics.hours_between(first, last)
+    except ValueError as error:
+        raise InvalidRequest(f"from/to: {error}") from None
+    counters = wiring.metrics_store().hourly(workspace, hours[0], hours[-1])
+    return {"from": hours[0], "to": hours[-1], "hours": hours, "series": metrics.hourly_series(counters, hours)}
 
 
 @app.get("/workspaces/<workspace>/customers/<customer_id>")

@@ -146,6 +146,27 @@ def create_tables(dynamodb, tables=schema.TABLES.values()) -> None:
             )
 
 
+def create_buckets(s3, web_origins: list[str], buckets=schema.BUCKETS.values()) -> None:
+    """The buckets of kefu.schema; a bucket browsers talk to (attachments: presigned POST and GET) gets the
+    CORS rule the CDK stack gives it (infra/storage.py), for the local web origins. moto answers preflights
+    by this rule (another origin gets 403), but it does not check a presigned POST's policy at all (expiry,
+    signature, key, Content-Type, content-length-range): the message-time check of each attachment
+    (kefu.attachments.verify, HeadObject) is what refuses a file that broke its ticket."""
+    for bucket in buckets:
+        try:
+            s3.create_bucket(Bucket=bucket.local_name)
+        except s3.exceptions.BucketAlreadyOwnedByYou:
+            pass
+        if bucket.browser_access:
+            s3.put_bucket_cors(Bucket=bucket.local_name, CORSConfiguration={"CORSRules": [{
+                "AllowedMethods": ["POST", "GET", "HEAD"],
+                "AllowedOrigins": list(web_origins),
+                "AllowedHeaders": ["Content-Type", "Range"],
+                "ExposeHeaders": ["ETag", "Content-Length", "Content-Type", "Content-Disposition"],
+                "MaxAgeSeconds": 3600,
+            }]})
+
+
 def _key_schema(partition: schema.Key, sort: schema.Key | None) -> list[dict]:
     keys = [{"AttributeName": partition.name, "KeyType": "HASH"}]
     if sort:

@@ -377,14 +377,18 @@ def test_search_access_follows_schema(role_statements, ids, spec):
         }
 
 
-def test_knowledge_functions_search_and_bucket_levels(role_statements):
-    """The wiring the brief relies on: kb_indexer writes, the answering paths only read."""
+def test_knowledge_functions_search_and_bucket_levels(role_statements, ids):
+    """The wiring the brief relies on: kb_indexer writes, the answering paths only read (models); the api
+    function writes attachments (it signs the uploads), ws_message only reads them (HeadObject)."""
     indexer = actions_of(role_statements["kb_indexer"])
     assert SEARCH_WRITE <= indexer and {"s3:GetObject", "s3:PutObject"} <= indexer
     for name in ("api", "ws_message"):
         actions = actions_of(role_statements[name])
         assert {a for a in actions if a.startswith("es:")} == SEARCH_READ, name
-        assert {a for a in actions if a.startswith("s3:")} == {"s3:GetObject"}, name
+        assert {a for a in actions if a.startswith("s3:")} <= {"s3:GetObject", "s3:PutObject"}, name
+        writers = [s for s in role_statements[name] if "s3:PutObject" in as_list(s["Action"])]
+        assert {r for s in writers for r in refs(s["Resource"])} == (
+            {ids["buckets"]["Attachments"]} if name == "api" else set()), name
 
 
 def test_domain_policy_trusts_exactly_the_search_roles(synthesized, ids):
@@ -453,6 +457,21 @@ def test_storage_bucket_matches_schema(synthesized, ids, spec):
     assert {_joined(r) for r in ssl_only[0]["Resource"]} == {"", "/*"}  # the bucket and its objects
     assert all(refs(r) == {logical} for r in ssl_only[0]["Resource"])
     assert not [s for s in statements if s["Effect"] == "Allow"]  # access comes from the roles only
+
+
+@pytest.mark.parametrize("spec", list(schema.BUCKETS.values()), ids=lambda b: b.id)
+def test_only_browser_buckets_answer_browsers(synthesized, ids, spec):
+    """The attachments bucket: presigned POST / GET from the CloudFront origin (CORS); the others: no CORS."""
+    props = synthesized.resources[ids["buckets"][spec.id]]["Properties"]
+    if not spec.browser_access:
+        assert "CorsConfiguration" not in props
+        return
+    (rule,) = props["CorsConfiguration"]["CorsRules"]
+    assert set(rule["AllowedMethods"]) == {"POST", "GET", "HEAD"}
+    distribution = synthesized.logical_id(synthesized.stack.web.distribution)
+    assert any(refs(origin) == {distribution} and _joined(origin).startswith("https://")
+               for origin in rule["AllowedOrigins"]), rule["AllowedOrigins"]
+    assert "*" not in rule.get("AllowedHeaders", [])
 
 
 def test_access_log_bucket_accepts_the_storage_logs(synthesized, ids):

@@ -367,3 +367,23 @@ def test_supervisors_list_the_workspaces_conversations(world, stack, store):
                             timeout=10)
     assert stranger.status_code == 404  # another workspace's supervisor
     assert get("boss", cursor="bm90IGEgY3Vyc29y").status_code == 422
+    # the dashboard's hourly counters (the stream counts the conversation and its messages)
+    metrics = f"{stack.api_url}/workspaces/{world.workspace}/metrics/hourly"
+    boss = {"Authorization": f"Bearer {world.token('agent', 'boss')}"}
+
+    seen = {}
+
+    def counted():
+        seen.update(requests.get(metrics, headers=boss, timeout=10).json())
+        return sum(seen["series"].get("conversations.opened", [])) >= 1
+
+    wait_for(counted, timeout=20, what="the stream's counters")
+    body = seen
+    assert len(body["hours"]) == 24 and body["series"]["conversations.opened"][-1] >= 1
+    assert body["series"]["messages.customer"][-1] >= 1
+    plain = {"Authorization": f"Bearer {world.token('agent', 'agent-1')}"}
+    assert requests.get(metrics, headers=plain, timeout=10).status_code == 403
+    for bad in ({"from": "2026-11-21T05", "to": "2026-11-21T04"}, {"from": "2026-01-01T00", "to": "2026-11-21T00"},
+                {"from": "yesterday"}):
+        refused = requests.get(metrics, params=bad, headers=boss, timeout=10)
+        assert refused.status_code == 422 and refused.json()["error"]["code"] == "invalid_request", bad

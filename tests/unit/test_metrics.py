@@ -19,3 +19,24 @@ def test_bot_messages_count_their_decision():
     assert list(counters_for(answer)) == [("demo", "2026-11-21T15#messages.bot"), ("demo", "2026-11-21T15#bot.answer")]
     for meta in ("not json", '{"decision": "maybe"}', None, '["answer"]'):
         assert list(counters_for({**answer, "meta": meta})) == [("demo", "2026-11-21T15#messages.bot")]
+
+
+def test_hourly_series_fills_the_hours_without_counters():
+    from kefu.metrics import hourly_series, hours_between
+
+    hours = hours_between("2026-11-20T22", "2026-11-21T01")
+    assert hours == ["2026-11-20T22", "2026-11-20T23", "2026-11-21T00", "2026-11-21T01"]
+    counters = {"2026-11-20T23#bot.answer": 3, "2026-11-21T01#bot.answer": 1, "2026-11-21T01#conversations.opened": 2,
+                "2026-11-19T10#bot.answer": 9}  # outside the range
+    assert hourly_series(counters, hours) == {"bot.answer": [0, 3, 0, 1], "conversations.opened": [0, 0, 0, 2]}
+
+
+def test_hours_between_refuses_bad_ranges():
+    import pytest
+
+    from kefu.metrics import hours_between
+
+    for first, last in (("2026-11-21T05", "2026-11-21T04"), ("2026-11-21", "2026-11-21T04"),
+                        ("2026-10-01T00", "2026-11-21T00")):
+        with pytest.raises(ValueError):
+            hours_between(first, last)

@@ -18,6 +18,7 @@ from .ports import ConversationAlreadyOpen, DuplicateMessage, SeqConflict, Store
 
 if TYPE_CHECKING:  # frames (pydantic) only types the arguments; $connect and $disconnect never load it
     from . import frames
+    from .attachments import AttachmentStore
     from .channels import Inbound
     from .bot import Bot
     from .router import Router
@@ -26,11 +27,13 @@ log = logging.getLogger(__name__)
 
 
 class ConversationService:
-    def __init__(self, store: Store, delivery: Delivery, router: Router, bot: Bot | None = None):
+    def __init__(self, store: Store, delivery: Delivery, router: Router, bot: Bot | None = None,
+                 attachments: AttachmentStore | None = None):
         self.store = store
         self.delivery = delivery
         self.router = router
         self.bot = bot
+        self.attachments = attachments  # where uploaded files are checked (None: messages carry none)
 
     # ------------------------------------------------------------ connections
 
@@ -69,14 +72,20 @@ class ConversationService:
         """Store the message durably and fan it out; returns the ack and what remains to do (route the new
         conversation, or the bot's turn), so the WebSocket handler can ack before doing it."""
         conversation_id, opened = frame.conversationId, None
+        if frame.attachments and conversation_id is None:  # files are uploaded into an existing conversation
+            raise InvalidFrame("conversationId is required with attachments (the one of the upload tickets)",
+                               client_message_id=frame.clientMessageId)
         if conversation_id is None:
             if who.role != "customer":
                 raise InvalidFrame("conversationId is required", client_message_id=frame.clientMessageId)
             conversation_id, opened = self._open_conversation(who, frame, channel)
 
+        attached: list[dict] | None = None
         for attempt in range(MAX_SEQ_RETRIES):
             conversation, connections = self.store.load_for_fanout(who.workspace, conversation_id)
             self._check_can_write(who, conversation, frame.clientMessageId)
+            if frame.attachments and attached is None:
+                attached = self._check_attachments(conversation, frame)
             message = Message(
                 conversation_id=conversation.id,
                 seq=conversation.last_seq + 1,
@@ -84,6 +93,8 @@ class ConversationService:
                 sender=who.sender(),
                 text=frame.text,
                 created_at=now_iso(),
+                # what was attached, as checked: stored in meta, fanned out, synced and listed as "attachments"
+                meta={"attachments": attached} if attached else None,
                 channel=channel,
             )
             try:
@@ -99,7 +110,8 @@ class ConversationService:
                        client_message_id=frame.clientMessageId)
 
         self.delivery.fan_out(conversation, connections, message.frame(), exclude=connection_id)
-        if conversation.status == "bot" and who.role == "customer" and self.bot is not None:
+        # the bot reads text: a message of files only waits for the words that come with them
+        if conversation.status == "bot" and who.role == "customer" and self.bot is not None and message.text:
             bot = self.bot
             return _ack(message), lambda: bot.on_customer_message(conversation, message)
         if opened is not None:
@@ -186,6 +198,23 @@ class ConversationService:
         except ConversationAlreadyOpen as race:  # another tab opened it a moment ago
             return race.conversation_id, None
         return conversation.id, conversation
+
+    def _check_attachments(self, conversation: Conversation, frame: frames.MessageFrame) -> list[dict]:
+        """The frame's attachment references, checked against the stored objects; InvalidFrame otherwise."""
+        from .attachments import AttachmentError, verify
+
+        cmid = frame.clientMessageId
+        if self.attachments is None:
+            raise InvalidFrame("attachments are not accepted here", client_message_id=cmid)
+        if conversation.channel != "web":  # replies go out as text (WeChat, webhooks): a file would be lost
+            raise InvalidFrame(f"attachments reach web and app customers only; this conversation is on "
+                               f"{conversation.channel}", client_message_id=cmid)
+        try:
+            return verify(frame.attachments, conversation.workspace, conversation.id, self.attachments)
+        except AttachmentError as refused:
+            field = str(refused).split(" ", 1)[0] if str(refused).startswith("attachments.") else "attachments"
+            raise InvalidFrame(str(refused), client_message_id=cmid,
+                               details=[{"field": field, "problem": str(refused)}]) from None
 
     def _readable(self, who: Principal, conversation_id: str) -> Conversation:
         conversation = self.store.get_conversation(who.workspace, conversation_id)

@@ -10,6 +10,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StringConstraints, ValidationError, model_validator
 
+from .attachments import MAX_PER_MESSAGE as MAX_ATTACHMENTS
+from .attachments import AttachmentRef
 from .errors import InvalidFrame, MalformedJson, UnknownAction
 
 MAX_TEXT_CHARS = 4000
@@ -32,10 +34,19 @@ class MessageFrame(_Frame):
     action: Literal["message"]
     conversationId: Id | None = None
     clientMessageId: Id
-    text: Text
+    # may be empty when the message carries attachments
+    text: Annotated[str, StringConstraints(strip_whitespace=True, max_length=MAX_TEXT_CHARS)] = ""
+    # references from upload tickets (POST /conversations/{id}/attachments); checked before the message is stored
+    attachments: list[AttachmentRef] = Field(default_factory=list, max_length=MAX_ATTACHMENTS)
     # only when the message opens a conversation: what it needs (the widget's topic picker)
     group: GroupId | None = None
     language: Language | None = None
+
+    @model_validator(mode="after")
+    def _not_empty(self) -> MessageFrame:
+        if not self.text and not self.attachments:
+            raise ValueError("text: a message needs text or at least one attachment")
+        return self
 
 
 class TypingFrame(_Frame):

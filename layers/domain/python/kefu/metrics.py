@@ -36,3 +36,32 @@ def _meta(image: dict) -> dict:
         except ValueError:
             return {}
     return meta if isinstance(meta, dict) else {}
+
+
+HOUR_FORMAT = "%Y-%m-%dT%H"  # the counters' hour keys, UTC
+MAX_HOURS = 31 * 24
+
+
+def hours_between(first: str, last: str) -> list[str]:
+    """Every hour key from first to last, both included (UTC). ValueError on a malformed key, a reversed
+    range or more than MAX_HOURS."""
+    from datetime import datetime, timedelta
+
+    start, end = datetime.strptime(first, HOUR_FORMAT), datetime.strptime(last, HOUR_FORMAT)
+    if end < start:
+        raise ValueError("the range ends before it starts")
+    count = int((end - start).total_seconds() // 3600) + 1
+    if count > MAX_HOURS:
+        raise ValueError(f"at most {MAX_HOURS} hours ({MAX_HOURS // 24} days) at a time")
+    return [(start + timedelta(hours=i)).strftime(HOUR_FORMAT) for i in range(count)]
+
+
+def hourly_series(counters: dict[str, int], hours: list[str]) -> dict[str, list[int]]:
+    """{"conversations.opened": [n per hour, ...], ...}: every counter seen, 0 where an hour has none."""
+    index = {h: i for i, h in enumerate(hours)}
+    series: dict[str, list[int]] = {}
+    for key, value in counters.items():
+        hour, _, name = key.partition("#")
+        if hour in index and name:
+            series.setdefault(name, [0] * len(hours))[index[hour]] += value
+    return dict(sorted(series.items()))

@@ -120,8 +120,12 @@ class Message:
             "text": self.text,
             "createdAt": self.created_at,
         }
-        if self.meta:
-            frame["meta"] = self.meta
+        meta = dict(self.meta or {})
+        attachments = meta.pop("attachments", None)  # stored in meta; a frame carries them on their own
+        if attachments:
+            frame["attachments"] = attachments
+        if meta:
+            frame["meta"] = meta
         if self.channel != "web":  # absent means the widget (or the console)
             frame["channel"] = self.channel
         return frame

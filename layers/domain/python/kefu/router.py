@@ -96,7 +96,7 @@ class Router:
         entry = QueueEntry(
             ws, conversation.id, decision.group or routing.ANY_GROUP,
             need.priority + (routing.REQUEUE_BOOST if previous_agent_id else 0), _ms(conversation.opened_at),
-            conversation.customer_id, need.language,
+            conversation.customer_id, need.language, conversation.customer_name,
         )
         explained = decision.explain(None)
         if note:
@@ -534,7 +534,7 @@ class Router:
             frame = _queue(entry, where[entry.conversation_id], agents, handle)
             queue.append({
                 "conversationId": entry.conversation_id,
-                "customer": {"id": entry.customer_id},
+                "customer": {"id": entry.customer_id, "name": entry.customer_name},
                 "queue": entry.queue,
                 "priority": entry.priority,
                 "position": frame["position"],

@@ -340,12 +340,14 @@ class QueueEntry:
     arrival_ms: int  # when the customer started waiting (kept when a conversation is requeued)
     customer_id: str = ""
     language: str | None = None
+    customer_name: str = ""  # what the console's queue tab shows
 
     @classmethod
     def from_sort_key(cls, workspace: str, sort_key: str, customer_id: str = "",
-                      language: str | None = None) -> QueueEntry:
+                      language: str | None = None, customer_name: str = "") -> QueueEntry:
         queue, inverted, arrival, conversation_id = sort_key.split("#", 3)
-        return cls(workspace, conversation_id, queue, 999 - int(inverted), int(arrival), customer_id, language)
+        return cls(workspace, conversation_id, queue, 999 - int(inverted), int(arrival), customer_id, language,
+                   customer_name)
 
     @property
     def sort_key(self) -> str:

@@ -138,11 +138,18 @@ class Bucket:
     id: str
     env_var: str  # environment variable that carries the bucket name
     local_name: str
+    # browsers upload (presigned POST) and download (presigned GET) directly: CORS for the web origins
+    browser_access: bool = False
+    keyed_by: str = "workspace and version"  # what object keys are made of (why grants end in /*)
 
 
 # The trained answering models, one object per workspace and version ("models/{ws}/{version}.npz").
 MODELS = Bucket(id="Models", env_var="KEFU_MODELS_BUCKET", local_name="kefu-models")
-BUCKETS: dict[str, Bucket] = {b.id: b for b in (MODELS,)}
+# Files and images attached to messages ("{ws}/{conversationId}/{uuid}/{name}", kefu.attachments): browsers
+# upload with a presigned POST from the api function and download with a presigned GET.
+ATTACHMENTS = Bucket(id="Attachments", env_var="KEFU_ATTACHMENTS_BUCKET", local_name="kefu-attachments",
+                     browser_access=True, keyed_by="workspace, conversation and a random id")
+BUCKETS: dict[str, Bucket] = {b.id: b for b in (MODELS, ATTACHMENTS)}
 
 # ---------------------------------------------------------------- OpenSearch
 
@@ -253,7 +260,7 @@ FUNCTIONS: tuple[Function, ...] = (
         "agents' reviews of its suggestions; typing indicators",
         route_keys=("message", "typing", "rate", "suggestion"),
         writes=(*ROUTING_TABLES, "Knowledge"),  # Knowledge: rating counters and answers saved by agents
-        reads_buckets=("Models",),
+        reads_buckets=("Models", "Attachments"),  # Attachments: HeadObject of each attached file
         search="read",
         manage_connections=True,
         sends_to=("Timers",),  # the bot's handoffs route like any other conversation
@@ -301,6 +308,8 @@ FUNCTIONS: tuple[Function, ...] = (
         # Conversations: messages from other channels (REST, WeChat) go into conversations like the widget's
         writes=(*ROUTING_TABLES, "Knowledge", "Tickets"),
         reads_buckets=("Models",),  # the bot answers channel messages
+        # upload tickets (a presigned POST is signed with the function's own PutObject right) and downloads
+        writes_buckets=("Attachments",),
         search="read",
         manage_connections=True,  # the agent's console sees a channel message at once
         sends_to=("Timers",),
@@ -391,6 +400,9 @@ REST_PUBLIC_ROUTES: tuple[tuple[str, str], ...] = (
     ("GET", "/health"),
     ("POST", "/workspaces/{workspace}/visitor-tokens"),
     ("GET", "/conversations/{conversation_id}/messages"),
+    # attachments: an upload ticket (presigned POST) and a download link, for the conversation's participants
+    ("POST", "/conversations/{conversation_id}/attachments"),
+    ("GET", "/conversations/{conversation_id}/attachments/download"),
     # the console's admin screens: an agent token with the role each route needs
     ("GET", "/workspaces/{workspace}/agents"),
     ("PUT", "/workspaces/{workspace}/agents/{agent_id}"),
@@ -425,6 +437,7 @@ REST_PUBLIC_ROUTES: tuple[tuple[str, str], ...] = (
     # the console's customer profile (agents)
     ("GET", "/workspaces/{workspace}/customers/{customer_id}"),
     ("GET", "/workspaces/{workspace}/conversations"),
+    ("GET", "/workspaces/{workspace}/metrics/hourly"),
     # integrators' keys (admins)
     ("POST", "/workspaces/{workspace}/api-keys"),
     ("GET", "/workspaces/{workspace}/api-keys"),

@@ -73,7 +73,7 @@ def conversation_service():
     from .conversations import ConversationService
 
     # the bot (and numpy with it) loads on the first message of a conversation, not in $connect or sync
-    return ConversationService(store(), delivery(), router(), _OnFirstUse(bot))
+    return ConversationService(store(), delivery(), router(), _OnFirstUse(bot), _OnFirstUse(attachment_store))
 
 
 @lru_cache(maxsize=1)
@@ -182,3 +182,10 @@ def channel_store():
     from .adapters.channel_store import ChannelStore
 
     return ChannelStore()
+
+
+@lru_cache(maxsize=1)
+def attachment_store():
+    from .adapters.attachment_store import S3AttachmentStore
+
+    return S3AttachmentStore()

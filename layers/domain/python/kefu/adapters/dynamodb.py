@@ -247,9 +247,10 @@ class QueueItem(DirectoryItem, discriminator="queued"):
 
     customerId = UnicodeAttribute(default="")
     language = UnicodeAttribute(null=True)
+    customerName = UnicodeAttribute(null=True)
 
     def domain(self, workspace: str) -> QueueEntry:
-        return QueueEntry.from_sort_key(workspace, self.sk, self.customerId, self.language)
+        return QueueEntry.from_sort_key(workspace, self.sk, self.customerId, self.language, self.customerName or "")
 
 
 def queue_pk(workspace: str) -> str:
@@ -763,7 +764,8 @@ class DynamoStore:
             actions.append(MetaItem.group.set(entry.queue))
         if entry.language:
             actions.append(MetaItem.language.set(entry.language))
-        item = QueueItem(queue_pk(ws), entry.sort_key, customerId=entry.customer_id, language=entry.language)
+        item = QueueItem(queue_pk(ws), entry.sort_key, customerId=entry.customer_id, language=entry.language,
+                         customerName=entry.customer_name or None)
         try:
             with self._tx() as tx:
                 tx.save(item, condition=QueueItem.pk.does_not_exist())
@@ -891,3 +893,8 @@ class DynamoMetrics:
     def counters(self, workspace: str, prefix: str = "") -> dict[str, int]:
         condition = MetricItem.sk.startswith(prefix) if prefix else None
         return {i.sk: int(i.value) for i in MetricItem.query(workspace, condition)}
+
+    def hourly(self, workspace: str, first_hour: str, last_hour: str) -> dict[str, int]:
+        """The hourly counters ("2026-11-21T15#bot.answer") from first_hour to last_hour, both included."""
+        items = MetricItem.query(workspace, MetricItem.sk.between(first_hour + "#", last_hour + "#~"))
+        return {i.sk: int(i.value) for i in items if i.value is not None}
