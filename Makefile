@@ -9,7 +9,7 @@ STAMP := $(VENV)/.kefu-setup
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: setup dev test test-unit test-integration test-infra test-e2e synth bench clean
+.PHONY: setup web dev test test-unit test-integration test-infra test-e2e synth bench clean
 
 setup: $(STAMP)
 
@@ -27,25 +27,30 @@ $(STAMP): requirements.txt requirements-dev.txt pyproject.toml package.json pack
 	@touch $(STAMP)
 	@echo "==> setup done: the command line is $(VENV)/bin/kefu"
 
-dev: setup
+# web/ built into versioned, cache-friendly files (.kefu/web-build/<hash>, a no-op when nothing changed); the
+# local stack and `cdk synth` build it too, this only makes a broken reference fail before anything starts
+web: setup
+	@$(VENV)/bin/kefu build-web
+
+dev: setup web
 	$(VENV)/bin/kefu dev
 
-test: setup
+test: setup web
 	$(PY) -m pytest tests -q -ra
 
 test-unit: setup
 	$(PY) -m pytest tests/unit -q
 
-test-integration: setup
+test-integration: setup web
 	$(PY) -m pytest tests/integration -q
 
 test-infra: setup
 	$(PY) -m pytest tests/infra -q
 
-test-e2e: setup
+test-e2e: setup web
 	$(PY) -m pytest tests/e2e -q
 
-synth: setup
+synth: setup web
 	npx cdk synth -q
 
 bench: setup

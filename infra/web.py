@@ -1,7 +1,12 @@
 """Static web (agent console + customer widget): private S3 bucket behind CloudFront (OAC).
 
-``web/`` is uploaded by a BucketDeployment (a CDK-provided Python Lambda with the AWS
-CLI layer; no Docker needed at synth) and CloudFront is invalidated on change.
+``web/`` is built at synth time (``kefu_local.webbuild``: asset names carry a content hash, references
+are rewritten; .kefu/web-build/<hash>) and uploaded by two BucketDeployments (a CDK-provided Python
+Lambda with the AWS CLI layer; no Docker needed at synth): the hashed ``assets/`` first, with
+``Cache-Control: public, max-age=31536000, immutable`` and never pruned (a page still open in a browser
+keeps finding the assets it references); then the pages, ``widget.js`` and ``asset-manifest.json``
+with ``Cache-Control: no-cache``, pruned outside ``assets/``, and CloudFront is invalidated for those
+files only.
 
 A custom domain is optional: context ``kefu:webDomainName`` plus
 ``kefu:webCertificateArn`` (an ACM certificate in us-east-1) attach it, and only then
@@ -10,6 +15,8 @@ certificate has a fixed policy.
 """
 
 from __future__ import annotations
+
+import sys
 
 from aws_cdk import Acknowledgment, DefaultStackSynthesizer, Duration, RemovalPolicy, Stack, Validations
 from aws_cdk import aws_certificatemanager as acm
@@ -22,6 +29,12 @@ from aws_cdk import aws_s3_deployment as s3deploy
 from constructs import Construct
 
 from infra import ROOT
+
+try:
+    from kefu_local import webbuild
+except ImportError:  # the checkout's package is not installed: the build module is standard library only
+    sys.path.insert(0, str(ROOT / "local"))
+    from kefu_local import webbuild
 
 LOG_EXPIRATION = Duration.days(90)
 
@@ -74,18 +87,42 @@ class Web(Construct):
                 "minimum_protocol_version": cloudfront.SecurityPolicyProtocol.TLS_V1_2_2021,
             }
 
+        origin = origins.S3BucketOrigin.with_origin_access_control(self.bucket)
+        # The chat page is framed by the widget on customers' sites: no X-Frame-Options for it, and a CSP
+        # frame-ancestors naming who may frame it (context kefu:widgetFrameAncestors, e.g.
+        # "https://shop.example.com https://*.example.cn"; default: any site). The other pages (the agent
+        # console) keep the managed security headers, whose X-Frame-Options SAMEORIGIN stops clickjacking.
+        frame_ancestors = self.node.try_get_context("kefu:widgetFrameAncestors") or "*"
+        widget_headers = cloudfront.ResponseHeadersPolicy(
+            self,
+            "WidgetHeaders",
+            comment="kefu chat page: framed by the widget on customers' sites",
+            security_headers_behavior=cloudfront.ResponseSecurityHeadersBehavior(
+                content_security_policy=cloudfront.ResponseHeadersContentSecurityPolicy(
+                    content_security_policy=f"frame-ancestors {frame_ancestors}", override=True),
+                content_type_options=cloudfront.ResponseHeadersContentTypeOptions(override=True),
+                referrer_policy=cloudfront.ResponseHeadersReferrerPolicy(
+                    referrer_policy=cloudfront.HeadersReferrerPolicy.STRICT_ORIGIN_WHEN_CROSS_ORIGIN, override=True),
+                strict_transport_security=cloudfront.ResponseHeadersStrictTransportSecurity(
+                    access_control_max_age=Duration.days(365), include_subdomains=True, override=True),
+            ),
+        )
+        behavior = {
+            "origin": origin,
+            "viewer_protocol_policy": cloudfront.ViewerProtocolPolicy.REDIRECT_TO_HTTPS,
+            "cache_policy": cloudfront.CachePolicy.CACHING_OPTIMIZED,
+            "compress": True,
+        }
         self.distribution = cloudfront.Distribution(
             self,
             "Distribution",
             comment="kefu web console and widget",
             default_root_object="index.html",
             default_behavior=cloudfront.BehaviorOptions(
-                origin=origins.S3BucketOrigin.with_origin_access_control(self.bucket),
-                viewer_protocol_policy=cloudfront.ViewerProtocolPolicy.REDIRECT_TO_HTTPS,
-                cache_policy=cloudfront.CachePolicy.CACHING_OPTIMIZED,
-                response_headers_policy=cloudfront.ResponseHeadersPolicy.SECURITY_HEADERS,
-                compress=True,
-            ),
+                response_headers_policy=cloudfront.ResponseHeadersPolicy.SECURITY_HEADERS, **behavior),
+            additional_behaviors={
+                "/customer.html": cloudfront.BehaviorOptions(response_headers_policy=widget_headers, **behavior),
+            },
             http_version=cloudfront.HttpVersion.HTTP2_AND_3,
             price_class=cloudfront.PriceClass.PRICE_CLASS_100,
             enable_logging=True,
@@ -117,6 +154,7 @@ class Web(Construct):
             Validations.of(self.distribution).acknowledge(Acknowledgment(id=rule, reason=reason))
 
         self.deployment = None
+        self.assets_deployment = None
         if deploy_content:
             self._deploy_content()
 
@@ -130,17 +168,36 @@ class Web(Construct):
             description="kefu: BucketDeployment of web/ (CDK-provided Lambda)",
         )
         deployment_logs.grant_write(role)
+        site, manifest = webbuild.snapshot(ROOT / "web", ROOT / ".kefu" / "web-build")
+        common = {"destination_bucket": self.bucket, "memory_limit": 256, "role": role, "log_group": deployment_logs}
+        # content-addressed names: immutable, and kept (not pruned) for pages loaded before a deploy
+        if manifest.assets:
+            self.assets_deployment = s3deploy.BucketDeployment(
+                self,
+                "Assets",
+                sources=[s3deploy.Source.asset(str(site / webbuild.ASSETS_DIR))],
+                destination_key_prefix=webbuild.ASSETS_DIR + "/",
+                prune=False,
+                cache_control=[s3deploy.CacheControl.from_string(webbuild.IMMUTABLE)],
+                **common,
+            )
+        # pages, widget.js (its URL is embedded in customers' sites) and the manifest: revalidated every time
+        stable = sorted(manifest.stable)
         self.deployment = s3deploy.BucketDeployment(
             self,
             "Content",
-            sources=[s3deploy.Source.asset(str(ROOT / "web"), exclude=["**/node_modules", "**/.DS_Store"])],
-            destination_bucket=self.bucket,
+            sources=[s3deploy.Source.asset(str(site), exclude=[webbuild.ASSETS_DIR, webbuild.STAMP])],
+            exclude=[webbuild.ASSETS_DIR + "/*"],  # the sync neither uploads nor prunes the assets
+            cache_control=[s3deploy.CacheControl.from_string(webbuild.NO_CACHE)],
             distribution=self.distribution,
-            distribution_paths=["/*"],
-            memory_limit=256,
-            role=role,
-            log_group=deployment_logs,
+            distribution_paths=["/"] + [f"/{name}" for name in stable],
+            **common,
         )
+        if self.assets_deployment is not None:
+            self.deployment.node.add_dependency(self.assets_deployment)  # never a page before its assets
+            # every BucketDeployment adds an AWS CLI layer, but the handler (a singleton) uses the first
+            # one's: drop the unused copy (one resource less; CloudFormation's limit is 500 per stack)
+            self.deployment.node.try_remove_child("AwsCliLayer")
         qualifier = (
             self.node.try_get_context("@aws-cdk/core:bootstrapQualifier") or DefaultStackSynthesizer.DEFAULT_QUALIFIER
         )

@@ -41,6 +41,10 @@ def main(argv: list[str] | None = None) -> int:
     openapi = commands.add_parser("openapi", help="write docs/openapi.json from the api function's routes")
     openapi.add_argument("--check", action="store_true", help="only say whether the committed file is stale (exit 1)")
 
+    build_web = commands.add_parser("build-web", help="build web/ into versioned, cache-friendly files")
+    build_web.add_argument("--out", default=None, metavar="DIR",
+                           help="output directory (default: the build `kefu dev` serves, .kefu/web-build/<hash>)")
+
     bench = commands.add_parser("bench", help="benchmarks (JSON on stdout)")
     benches = bench.add_subparsers(dest="bench", required=True)
     messages = benches.add_parser("messages", help="message path latency, requests, CPU, cold imports, cost")
@@ -90,6 +94,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.command == "kb":
         return kb_cli.run(args)
+    if args.command == "build-web":
+        return _build_web(args)
     if args.command == "bench" and args.bench == "routing":
         from kefu_bench import routing as bench_routing
 
@@ -128,6 +134,23 @@ def _stdout_to_stderr():
         sys.stdout.flush()
         os.dup2(saved, 1)
         os.close(saved)
+
+
+def _build_web(args) -> int:
+    from pathlib import Path
+
+    from . import config, webbuild
+
+    try:
+        if args.out:
+            out, manifest = Path(args.out), webbuild.build(config.ROOT / "web", Path(args.out))
+        else:
+            out, manifest = webbuild.snapshot(config.ROOT / "web", config.home() / "web-build")
+    except webbuild.BuildError as error:
+        print(f"kefu build-web: {error}", file=sys.stderr)
+        return 1
+    print(f"{out}: {len(manifest.assets)} hashed assets, {len(manifest.stable)} files under their own names")
+    return 0
 
 
 def _token(args) -> int:

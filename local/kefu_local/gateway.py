@@ -24,7 +24,7 @@ from aiohttp import WSCloseCode, WSMsgType, web
 
 from kefu import schema
 
-from . import events
+from . import events, webbuild
 from .api_keys import is_public
 from .runtime import STATS, HandlerError, LambdaRuntime
 
@@ -77,8 +77,10 @@ class Gateway:
         workers: int = 32,
         extra_routes=None,
         api_keys=None,
+        site: webbuild.Site | None = None,
     ):
         self.runtime = runtime
+        self.site = site  # the built web/ to serve (None: serve web_dir as it is)
         self.api_keys = api_keys  # LocalApiKeys: API Gateway's key check on the REST API (None: no check)
         self.web_dir = web_dir.resolve()
         self.idle_timeout_s = idle_timeout_s
@@ -295,6 +297,16 @@ class Gateway:
     # ------------------------------------------------------------ static web and stats
 
     async def static(self, request: web.Request) -> web.StreamResponse:
+        """The built web/ (see webbuild): hashed assets are immutable, pages, widget.js and the manifest are
+        revalidated (no-cache; FileResponse answers If-None-Match / If-Modified-Since with 304); anything
+        else, including an asset name of another build, is 404. Without a site, web_dir as it is."""
+        if self.site is not None:
+            found = self.site.lookup(request.match_info["path"])
+            if found is None:
+                raise web.HTTPNotFound()
+            target, cache_control = found
+            return web.FileResponse(target, headers={"Content-Type": webbuild.content_type(target.name),
+                                                     "Cache-Control": cache_control})
         relative = request.match_info["path"] or "index.html"
         target = (self.web_dir / relative).resolve()
         if target.is_dir():

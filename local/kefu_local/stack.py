@@ -14,12 +14,13 @@ import boto3
 
 from kefu import schema
 
-from . import config
+from . import config, webbuild
 from .api_keys import LocalApiKeys
 from .gateway import Gateway
 from .queues import QueuePoller, create_queues
 from .runtime import STATS, LambdaRuntime, install_request_counter
-from .services import LOCAL_CREDENTIALS, MotoServer, SearchServer, create_escalation, create_tables, free_port
+from .services import (LOCAL_CREDENTIALS, MotoServer, SearchServer, create_buckets, create_escalation, create_tables,
+                       free_port)
 from .streams import StreamPoller
 
 log = logging.getLogger("kefu.local")
@@ -41,6 +42,7 @@ class LocalStack:
         self._runner = None
         self._thread: threading.Thread | None = None
         self.gateway: Gateway | None = None
+        self.site: webbuild.Site | None = None
 
     # URLs
     @property
@@ -80,6 +82,10 @@ class LocalStack:
         return self
 
     def _start(self) -> None:
+        # web/ as it is deployed: built first (a broken reference fails fast), served with the built names and
+        # cache headers, rebuilt when web/ changes; builds are shared with other processes of this checkout
+        self.site = webbuild.Site(config.ROOT / "web", config.home() / "web-build")
+        self.site.refresh()
         self.moto.start()
         self.search.start()
         os.environ.update(LOCAL_CREDENTIALS)
@@ -98,9 +104,7 @@ class LocalStack:
         create_tables(dynamodb)
         secrets = self.client("secretsmanager")
         secrets.create_secret(Name=schema.LOCAL_JWT_SECRET_NAME, SecretString=config.signing_key())
-        s3 = self.client("s3")
-        for bucket in schema.BUCKETS.values():
-            s3.create_bucket(Bucket=bucket.local_name)
+        create_buckets(self.client("s3"), [self.base_url, f"http://localhost:{self.port}"])
         sqs = self.client("sqs")
         self.queue_urls = create_queues(sqs)
         os.environ.update({schema.QUEUES[q].env_var: url for q, url in self.queue_urls.items()})
@@ -121,7 +125,7 @@ class LocalStack:
 
             seed_demo(wiring.store(), wiring.knowledge_store())
         self.gateway = Gateway(runtime, config.ROOT / "web", idle_timeout_s=self.idle_timeout_s,
-                               api_keys=LocalApiKeys(apigateway, self.usage_plan_id))
+                               api_keys=LocalApiKeys(apigateway, self.usage_plan_id), site=self.site)
         self._serve()
         streams = self.client("dynamodbstreams")
         for function in schema.FUNCTIONS:
