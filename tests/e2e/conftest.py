@@ -5,10 +5,13 @@ tests/e2e/artifacts/ (KEFU_E2E_ARTIFACTS moves them)."""
 from __future__ import annotations
 
 import os
+import secrets
 import shutil
 from pathlib import Path
 
 import pytest
+from kefu import tokens
+from kefu.models import Agent
 
 CHROMIUM = os.environ.get("KEFU_CHROMIUM", "/usr/bin/chromium")
 # the launch flags that work on these machines (no sandbox as root, no GPU, no background traffic)
@@ -80,3 +83,23 @@ def signed_in(shop, customer_id: str, name: str, tags: tuple[str, ...] = ()) -> 
     token = requests.post(f"{shop.stack.api_url}/integrations/visitor-tokens", headers={"x-api-key": key}, timeout=10,
                           json={"customerId": customer_id, "name": name, "tags": list(tags)}).json()["token"]
     return key, token
+
+
+class Desk:
+    """A workspace with an admin and two agents, and no bot or knowledge base: for the tests that need
+    neither (the chat tests' shop trains a model first, which takes long on a loaded machine)."""
+
+    def __init__(self, stack, store, signing_key):
+        self.stack, self.key = stack, signing_key
+        self.ws = "tk-" + secrets.token_hex(4)
+        store.put_workspace(self.ws, "tickets test desk")
+        store.put_agent(Agent(self.ws, "admin", "Admin", role="admin"))
+        store.put_agent(Agent(self.ws, "agent-1", "Agent One"))
+        store.put_agent(Agent(self.ws, "agent-2", "Agent Two"))
+        self.admin = {"Authorization": "Bearer " + self.token("agent", "admin")}
+
+    def url(self, path: str) -> str:
+        return f"{self.stack.api_url}/workspaces/{self.ws}/{path}"
+
+    def token(self, kind: str, subject: str, **kw) -> str:
+        return tokens.issue(self.key, kind=kind, workspace=self.ws, subject=subject, **kw)
