@@ -66,6 +66,10 @@
 
   const MAX_TEXT_CHARS = 4000; // code points, after trimming (the server strips whitespace)
   const MAX_ATTACHMENTS = 5; // per message
+  function formatSize(bytes) {
+    if (typeof bytes !== "number") return "";
+    return bytes >= 1048576 ? `${(bytes / 1048576).toFixed(1)} MB` : bytes >= 1024 ? `${Math.round(bytes / 1024)} KB` : `${bytes} B`;
+  }
   const ID_RE = /^[A-Za-z0-9_.:\-]{1,64}$/;
   // handoff to.group: ^[\w.:\-]+$ with Unicode \w as the server's regex engine defines it (letters, marks and
   // digits of any script, connector punctuation such as _), 1-64 characters: 售后, 技术, billing
@@ -110,6 +114,7 @@
       const o = options || {};
       if (!o.url || !o.token) throw new Error("KefuClient needs url and token");
       this.url = o.url;
+      this.apiUrl = o.apiUrl || null; // the REST API (uploads, download links); default: beside the WebSocket
       this.token = o.token;
       const claims = decodeToken(o.token) || {};
       this.role = claims.kind === "agent" ? "agent" : "customer";
@@ -416,6 +421,7 @@
         meta: m.meta && typeof m.meta === "object" ? m.meta : null, // the bot's decision, or the suggestion sent
         channel: typeof m.channel === "string" ? m.channel : "web", // how a customer's message arrived
       };
+      if (Array.isArray(m.attachments) && m.attachments.length) message.attachments = m.attachments; // files
       c.messages.set(m.seq, message);
       if (m.seq > c.maxSeq) c.maxSeq = m.seq;
       while (c.messages.has(c.contiguous + 1)) c.contiguous += 1;
@@ -571,11 +577,36 @@
      * your conversation; or "upload_failed"). The REST base URL is client.apiUrl when set, otherwise the
      * WebSocket URL's origin + "/api" (the local stack's layout).
      */
+    _apiBase() {
+      return String(this.apiUrl || this.url.replace(/^ws(s?):/, "http$1:").replace(/\/ws\/?(\?.*)?$/, "/api"))
+        .replace(/\/+$/, "");
+    }
+
+    /**
+     * A short-lived link to one of a conversation's attachments (GET .../attachments/download): resolves to
+     * {url, expiresIn, contentType, size}. Links are reused until a minute before they expire.
+     */
+    async attachmentLink(conversationId, ref) {
+      this._links = this._links || new Map();
+      const cached = this._links.get(ref.key);
+      if (cached && cached.until > Date.now()) return cached.link;
+      const query = new URLSearchParams({ key: ref.key, name: ref.name || "" });
+      const response = await root.fetch(
+        `${this._apiBase()}/conversations/${encodeURIComponent(conversationId)}/attachments/download?${query}`,
+        { headers: { Authorization: `Bearer ${this.token}` } });
+      const link = await response.json().catch(() => null);
+      if (!response.ok || !link || !link.url) {
+        const error = (link && link.error) || {};
+        throw Object.assign(new Error(error.message || `no link (${response.status})`), { code: error.code || "not_found" });
+      }
+      this._links.set(ref.key, { link, until: Date.now() + Math.max(0, (link.expiresIn || 0) - 60) * 1000 });
+      return link;
+    }
+
     async uploadAttachment(conversationId, file) {
       if (!conversationId) throw new Error("attachments go into an existing conversation");
       if (!file || typeof file.size !== "number") throw new TypeError("uploadAttachment needs a File or Blob");
-      const base = String(this.apiUrl || this.url.replace(/^ws(s?):/, "http$1:").replace(/\/ws\/?(\?.*)?$/, "/api"))
-        .replace(/\/+$/, "");
+      const base = this._apiBase();
       const refused = (code, message, status) => Object.assign(new Error(message), { code, status });
       const response = await root.fetch(`${base}/conversations/${encodeURIComponent(conversationId)}/attachments`, {
         method: "POST",
@@ -713,9 +744,11 @@
           const item = this.outbox.find((i) => i.clientMessageId === frame.clientMessageId);
           const c = this.conversation(frame.conversationId);
           if (item) {
-            this._merge({ conversationId: frame.conversationId, seq: frame.seq, clientMessageId: frame.clientMessageId,
+            const own = { conversationId: frame.conversationId, seq: frame.seq, clientMessageId: frame.clientMessageId,
                           sender: { role: this.role, id: this.userId, name: "" }, text: item.text,
-                          createdAt: frame.createdAt }, "ack");
+                          createdAt: frame.createdAt };
+            if (item.attachments && item.attachments.length) own.attachments = item.attachments;
+            this._merge(own, "ack");
           } else if (typeof frame.seq === "number" && !c.messages.has(frame.seq)) {
             c.maxSeq = Math.max(c.maxSeq, frame.seq); // sent by an earlier page: its text comes with a sync
           }
@@ -932,6 +965,8 @@
   KefuClient.isGroup = (value) => typeof value === "string" && GROUP_RE.test(value);
   KefuClient.uuid = uuid;
   KefuClient.MAX_TEXT_CHARS = MAX_TEXT_CHARS;
+  KefuClient.MAX_ATTACHMENTS = MAX_ATTACHMENTS;
+  KefuClient.formatSize = formatSize;
 
   /** Where the API and the WebSocket live: <meta name="kefu-api"> / <meta name="kefu-ws">, else this origin. */
   KefuClient.endpoints = function (doc, loc) {
@@ -1064,6 +1099,8 @@
       body.className = "text";
       body.textContent = text;
       li.replaceChildren(meta, body);
+      const files = (message && message.attachments) || (item && item.attachments) || [];
+      if (files.length) li.append(this._attachments(files, message ? message.conversationId : item.conversationId, !!message));
       if (state === "failed" && item) {
         const why = document.createElement("p");
         why.className = "why";
@@ -1091,6 +1128,47 @@
       }
     }
 
+    /**
+     * A message's files: images as previews (opening the full image), others as download links with their
+     * size. Links are fetched when shown (they expire); an outbox item's files are names only until sent.
+     */
+    _attachments(files, conversationId, sent) {
+      const ul = document.createElement("ul");
+      ul.className = "attachments";
+      for (const ref of files) {
+        const li = document.createElement("li");
+        const image = /^image\//.test(ref.contentType || "");
+        const a = document.createElement("a");
+        a.className = image ? "attachment image" : "attachment file";
+        a.target = "_blank";
+        a.rel = "noopener noreferrer";
+        const name = document.createElement("span");
+        name.className = "name";
+        name.textContent = ref.name || "file";
+        const size = document.createElement("span");
+        size.className = "size";
+        size.textContent = formatSize(ref.size);
+        if (image) {
+          const img = document.createElement("img");
+          img.alt = ref.name || "";
+          img.loading = "lazy";
+          if (ref.width && ref.height) { img.width = Math.min(ref.width, 220); img.height = Math.round(img.width * ref.height / ref.width); }
+          a.append(img);
+        }
+        a.append(name, size);
+        li.append(a);
+        ul.append(li);
+        if (!sent) continue;
+        this.client.attachmentLink(conversationId, ref).then((link) => {
+          a.href = link.url;
+          if (!image) a.setAttribute("download", ref.name || "");
+          const img = a.querySelector("img");
+          if (img) img.src = link.url;
+        }).catch(() => { a.classList.add("unavailable"); });
+      }
+      return ul;
+    }
+
     _nearBottom() {
       const el = this.list;
       return el.scrollHeight - el.scrollTop - el.clientHeight < 80;
@@ -1102,6 +1180,80 @@
   }
 
   KefuClient.MessageList = MessageList;
+
+  /**
+   * The files picked for the next message (a page's composer): each is uploaded at once (uploadAttachment)
+   * and shown in `tray` as a chip with its state and a remove button. refs(): the uploaded references, for
+   * send(text, id, {attachments}); busy: an upload is under way; clear() after sending. t(key, values) gives
+   * the strings "uploading", "uploadFailed", "removeFile", "tooManyFiles" (i18n.js); onError(text) reports.
+   */
+  class AttachmentTray {
+    constructor(client, tray, options) {
+      this.client = client;
+      this.tray = tray;
+      this.t = options.t;
+      this.conversationId = options.conversationId;
+      this.onError = options.onError || (() => {});
+      this.onChange = options.onChange || (() => {});
+      this.items = []; // {file, state: "uploading" | "ready" | "failed", ref, error}
+    }
+
+    get busy() { return this.items.some((i) => i.state === "uploading"); }
+    refs() { return this.items.filter((i) => i.state === "ready").map((i) => i.ref); }
+
+    add(files) {
+      const id = this.conversationId();
+      for (const file of Array.from(files || [])) {
+        if (this.items.length >= MAX_ATTACHMENTS) {
+          this.onError(this.t("tooManyFiles", { max: MAX_ATTACHMENTS }));
+          break;
+        }
+        const item = { file, state: "uploading", ref: null, error: null };
+        this.items.push(item);
+        this.client.uploadAttachment(id, file).then((ref) => {
+          Object.assign(item, { state: "ready", ref });
+        }).catch((e) => {
+          Object.assign(item, { state: "failed", error: e.message || String(e) });
+          this.onError(this.t("uploadFailed", { message: `${file.name}: ${item.error}` }));
+        }).finally(() => this.render());
+      }
+      this.render();
+    }
+
+    remove(item) {
+      this.items = this.items.filter((i) => i !== item);
+      this.render();
+    }
+
+    clear() {
+      this.items = [];
+      this.render();
+    }
+
+    render() {
+      this.tray.replaceChildren(...this.items.map((item) => {
+        const li = document.createElement("li");
+        li.className = `chip ${item.state}`;
+        const name = document.createElement("span");
+        name.textContent = item.state === "uploading" ? this.t("uploading", { name: item.file.name }) : item.file.name;
+        const size = document.createElement("span");
+        size.className = "size";
+        size.textContent = formatSize(item.file.size);
+        const remove = document.createElement("button");
+        remove.type = "button";
+        remove.className = "link";
+        remove.textContent = "×";
+        remove.setAttribute("aria-label", this.t("removeFile", { name: item.file.name }));
+        remove.onclick = () => this.remove(item);
+        li.append(name, size, remove);
+        return li;
+      }));
+      this.tray.hidden = !this.items.length;
+      this.onChange();
+    }
+  }
+
+  KefuClient.AttachmentTray = AttachmentTray;
 
   root.KefuClient = KefuClient;
   if (typeof module === "object" && module.exports) module.exports = KefuClient;
