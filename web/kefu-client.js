@@ -129,6 +129,7 @@
       this.syncLimit = o.syncLimit || 0; // 0: the server's page size (200)
       this.useInbox = o.inbox == null ? this.role === "agent" : !!o.inbox;
       this.keepaliveMs = o.keepaliveMs || 4 * 60 * 1000; // the server closes sockets idle for 10 min
+      this.wakeTimeoutMs = o.wakeTimeoutMs || 5000; // see wake()
       this.checkAuth = o.checkAuth || null; // async () => false when the token is no longer accepted
       this.storage = o.storage || null; // localStorage-like: unacked messages survive a reload
       this.storageKey = `kefu.outbox.${this.workspace}.${this.role}.${this.userId}`;
@@ -201,6 +202,10 @@
         }
       };
       socket.onclose = finish;
+      this._abandon = (code, reason) => { // give up on this socket now, without waiting for its close handshake
+        try { socket.close(code, reason); } catch (e) { /* already closing */ }
+        finish({ code, reason });
+      };
       // browsers follow a failed handshake with close (1006); some runtimes only report the error
       socket.onerror = () => {
         if (!opened) setTimeout(() => finish({ code: 1006, reason: "connection failed" }), 50);
@@ -218,6 +223,37 @@
     reconnectNow() {
       if (this._stopped || this.socket) return;
       this.connect();
+    }
+
+    /**
+     * The tab comes back (visible again, resumed after a freeze, restored from the back-forward cache) or the
+     * network does: a socket that died meanwhile may not have said so (no close event on a half-open
+     * connection). Probe it with a frame that gets an answer (the inbox, or a sync, which also fetches what
+     * was missed); without an answer within wakeTimeoutMs the socket is dropped and a new one connects and
+     * syncs. Without a socket: connect now.
+     */
+    wake() {
+      if (this._stopped) return;
+      if (!this.socket) return this.reconnectNow();
+      const socket = this.socket;
+      const probeAt = Date.now();
+      const tracked = Array.from(this.conversations.values()).filter((c) => c.tracked);
+      if (this.useInbox || !tracked.length) this.inbox();
+      for (const c of tracked) this._sync(c, true);
+      clearTimeout(this._timers.wake);
+      this._timers.wake = setTimeout(() => {
+        if (this.socket === socket && !(this._lastReceived >= probeAt)) this._abandon(4002, "no answer after waking");
+      }, this.wakeTimeoutMs);
+    }
+
+    /** wake() on the browser's signals: visible again, resumed, restored from the bfcache, back online. */
+    watchLifecycle(win) {
+      const doc = win.document;
+      const wake = () => { if (!doc.hidden) this.wake(); };
+      doc.addEventListener("visibilitychange", wake);
+      doc.addEventListener("resume", wake);
+      win.addEventListener("pageshow", (event) => { if (event.persisted) wake(); });
+      win.addEventListener("online", wake);
     }
 
     _scheduleReconnect(event) {
@@ -724,6 +760,7 @@
     // ---------------------------------------------------------------- incoming
 
     _onRaw(data) {
+      this._lastReceived = Date.now();
       let frame;
       try {
         frame = JSON.parse(data);

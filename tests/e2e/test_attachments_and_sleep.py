@@ -1,5 +1,5 @@
-"""Attachments in a real browser: a customer sends an image (a preview on the agent's side), the agent
-answers with a PDF (a download link on the customer's side), a refused type says why and sends nothing."""
+"""In a real browser: attachments (a customer's image shown as a preview to the agent, the agent's PDF as a
+download link, a refused type explained and nothing sent), and a tab that slept on a dead socket catching up."""
 
 from __future__ import annotations
 
@@ -68,3 +68,30 @@ def test_files_both_ways(new_page, shop):
     customer.locator("#tray .chip.failed button").click()
     expect(customer.locator("#tray")).to_be_hidden()
     assert customer.locator("#log li.msg.mine").count() == 2  # nothing more was sent
+
+
+def test_a_tab_that_slept_on_a_dead_socket_catches_up_when_it_wakes(new_page, shop):
+    """A frozen or sleeping tab's socket can die without a close event (half-open): nothing arrives and
+    nothing says so. When the tab is visible again the client probes it, drops it, reconnects and syncs."""
+    alice = new_page()
+    alice.goto(f"{shop.stack.base_url}/agent.html#token={shop.token('agent', 'agent-2')}")
+    expect(alice.locator("#presence")).to_be_enabled()
+    alice.select_option("#presence", "online")
+    customer = customer_page(new_page, shop, name="睡着的标签页")
+    say(customer, "我先离开一下")
+    alice.locator("#convs button", has_text="睡着的标签页").click(timeout=20_000)
+    # the customer's tab "sleeps": its socket goes silent both ways and never closes
+    customer.evaluate("""() => { const s = window.kefuClient.socket;
+        s.onmessage = null; s.onclose = null; s.onerror = null; s.send = () => {}; }""")
+    for line in ("第一条", "第二条", "第三条"):
+        alice.fill("#text", line)
+        alice.press("#text", "Enter")
+        expect(alice.locator("#log li.msg.mine.sent", has_text=line)).to_be_visible()
+    customer.wait_for_timeout(500)
+    assert customer.locator("#log li.msg.theirs", has_text="第一条").count() == 0  # asleep: nothing arrived
+    customer.evaluate("() => document.dispatchEvent(new Event('visibilitychange'))")  # the tab is shown again
+    for line in ("第一条", "第二条", "第三条"):
+        expect(customer.locator("#log li.msg.theirs", has_text=line)).to_have_count(1, timeout=15_000)
+    expect(customer.locator("#conn")).to_have_attribute("data-state", "open")
+    seqs = customer.locator("#log li.msg[data-seq]").evaluate_all("els => els.map((e) => Number(e.dataset.seq))")
+    assert seqs == sorted(set(seqs)), seqs  # in order, none twice
