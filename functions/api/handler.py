@@ -783,6 +783,35 @@ def identified_visitor_token(body: IdentifiedVisitorRequest) -> VisitorToken:
     return VisitorToken(token=token, customerId=body.customerId, workspace=workspace, expiresIn=tokens.DEFAULT_TTL_S)
 
 
+class AgentTokenRequest(BaseModel):
+    agentId: OptionalId
+    ttlSeconds: int = Field(default=8 * 3600, ge=300, le=12 * 3600, description="how long it signs in (a shift)")
+
+
+class AgentToken(BaseModel):
+    token: str
+    agentId: str
+    name: str
+    role: str
+    workspace: str
+    expiresIn: int
+
+
+@app.post(f"{INTEGRATIONS}/agent-tokens")
+def agent_token(body: AgentTokenRequest) -> AgentToken:
+    """Sign an agent in to the console: the integrator's sign-on (SSO, staff directory) asks for a token for
+    one of the workspace's agents and opens `agent.html#token=…`. The role stays in the directory (read on
+    every request), not in the token."""
+    workspace = _integrator()
+    agent = store.get_agent(workspace, body.agentId)
+    if agent is None:
+        raise NotFound(f"no agent {body.agentId!r} in this workspace: create it with PUT .../agents/{{id}} first")
+    token = tokens.issue(wiring.signing_key(), kind="agent", workspace=workspace, subject=agent.id, name=agent.name,
+                         ttl_s=body.ttlSeconds)
+    return AgentToken(token=token, agentId=agent.id, name=agent.name, role=agent.role, workspace=workspace,
+                      expiresIn=body.ttlSeconds)
+
+
 @app.post(f"{INTEGRATIONS}/tickets", status_code=201)
 def integrator_create_ticket(body: TicketCreate) -> dict:
     return _create_ticket(_integrator(), body, None)

@@ -125,7 +125,8 @@ class LocalStack:
 
             seed_demo(wiring.store(), wiring.knowledge_store())
         self.gateway = Gateway(runtime, config.ROOT / "web", idle_timeout_s=self.idle_timeout_s,
-                               api_keys=LocalApiKeys(apigateway, self.usage_plan_id), site=self.site)
+                               api_keys=LocalApiKeys(apigateway, self.usage_plan_id), site=self.site,
+                               extra_routes=[("GET", "/_local/demo-agents", _demo_agents)] if self.seed else None)
         self._serve()
         streams = self.client("dynamodbstreams")
         for function in schema.FUNCTIONS:
@@ -203,3 +204,18 @@ def _warm_table_clients() -> None:
         for value in vars(module).values():
             if isinstance(value, type) and issubclass(value, Model) and value is not Model:
                 value._get_connection().connection.client  # noqa: B018 - creating it is the point
+
+
+async def _demo_agents(request):
+    """The console's sign-in screen on the local stack: the demo workspace's agents, each with a fresh token
+    (what an integrator's sign-on gets from POST /integrations/agent-tokens on AWS). Local only: the
+    deployed stack has no such route."""
+    from aiohttp import web
+    from kefu import tokens
+
+    from .seed import DEMO_AGENTS
+
+    return web.json_response({"agents": [
+        {"agentId": a.id, "name": a.name, "role": a.role, "workspace": a.workspace,
+         "token": tokens.issue(config.signing_key(), kind="agent", workspace=a.workspace, subject=a.id, name=a.name)}
+        for a in DEMO_AGENTS]})

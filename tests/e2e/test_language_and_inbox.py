@@ -174,3 +174,28 @@ def test_every_control_is_reachable_with_the_keyboard(new_page, shop):
     missing = expected - set(reached)
     assert not missing, f"not reachable with Tab: {missing} (reached {reached})"
     assert {"presence", "lang", "tab-mine", "conv-search", "text", "close-conv"} <= set(reached)
+
+
+def test_signing_in_with_a_token_or_as_a_demo_agent(new_page, shop, stack):
+    page = new_page(locale="en-US")
+    page.goto(f"{stack.base_url}/agent.html")
+    expect(page.get_by_role("heading", name="Sign in to the console")).to_be_visible()
+    expect(page.locator("#console")).to_be_hidden()
+    assert axe_violations(page) == []
+    page.fill("#token-input", "not-a-token")
+    page.get_by_role("button", name="Sign in", exact=True).click()
+    expect(page.locator("#sign-in-status")).to_have_text("This is not an agent token")
+    visitor = shop.token("visitor", "someone")
+    page.fill("#token-input", visitor)
+    page.get_by_role("button", name="Sign in", exact=True).click()
+    expect(page.locator("#sign-in-status")).to_have_text("This is not an agent token")
+    page.fill("#token-input", shop.token("agent", "agent-1"))
+    page.get_by_role("button", name="Sign in", exact=True).click()
+    expect(page.locator("#presence")).to_be_enabled()
+    expect(page.locator("#me")).to_contain_text(f"agent-1 @ {shop.ws}")
+    # the local stack lists the demo workspace's agents (as a sign-on would issue their tokens)
+    demo = new_page(locale="zh-CN")
+    demo.goto(f"{stack.base_url}/agent.html")
+    demo.get_by_role("button", name="Alice 王 · 主管").click()
+    expect(demo.locator("#me")).to_contain_text("alice @ demo")
+    expect(demo.get_by_role("tab", name="全部")).to_be_visible(timeout=20_000)  # a supervisor

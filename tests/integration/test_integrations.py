@@ -172,3 +172,29 @@ def test_the_local_stack_serves_the_api_reference(stack):
     assert requests.get(f"{stack.base_url}/api-docs/assets/package.json", timeout=10).status_code == 404
     document = requests.get(f"{stack.base_url}/api-docs/openapi.json", timeout=10).json()
     assert document["openapi"].startswith("3.1") and "/integrations/tickets" in document["paths"]
+
+
+def test_an_integrators_sign_on_gets_agent_tokens(admin, world_factory, stack):
+    from kefu import tokens
+
+    crm = Integrator(stack, issue_key(admin)["key"])
+    issued = crm("POST", "/agent-tokens", json={"agentId": "bob", "ttlSeconds": 3600})
+    assert issued.status_code == 200, issued.text
+    body = issued.json()
+    assert body["agentId"] == "bob" and body["role"] == "agent" and body["expiresIn"] == 3600
+    claims = tokens.verify(admin.key, body["token"])
+    assert (claims.role, claims.id, claims.workspace) == ("agent", "bob", admin.workspace)
+    # it signs in: the console's REST calls and its socket
+    me = requests.get(f"{stack.api_url}/workspaces/{admin.workspace}/quick-replies",
+                      headers={"Authorization": f"Bearer {body['token']}"}, timeout=10)
+    assert me.status_code == 200
+    socket = admin.connect(body["token"])
+    assert socket.request({"action": "presence", "status": "online"}, type="presence")["status"] == "online"
+    # only the workspace's own agents, for a shift at most, and never without a key
+    assert crm("POST", "/agent-tokens", json={"agentId": "nobody"}).status_code == 404
+    other_world = world_factory()
+    other_world.agent("stranger", "Stranger")
+    assert crm("POST", "/agent-tokens", json={"agentId": "stranger"}).status_code == 404
+    assert crm("POST", "/agent-tokens", json={"agentId": "bob", "ttlSeconds": 86400}).status_code == 422
+    assert crm("POST", "/agent-tokens", json={"agentId": "bad id!"}).status_code == 422
+    assert Integrator(stack, None)("POST", "/agent-tokens", json={"agentId": "bob"}).status_code == 403
