@@ -1028,10 +1028,10 @@ def hourly_metrics(
     from kefu import metrics
 
     _staff(workspace, "supervisor")
-    now = datetime.now(timezone.utc)
-    last = end or now.strftime(metrics.HOUR_FORMAT)
-    first = start or (datetime.strptime(last, metrics.HOUR_FORMAT) - timedelta(hours=23)).strftime(metrics.HOUR_FORMAT)
-    try:
+    try:  # the pattern lets 2026-13-45T99 through: strptime says what is wrong
+        last = end or datetime.now(timezone.utc).strftime(metrics.HOUR_FORMAT)
+        first = start or (datetime.strptime(last, metrics.HOUR_FORMAT) - timedelta(hours=23)).strftime(
+            metrics.HOUR_FORMAT)
         hours = metrics.hours_between(first, last)
     except ValueError as error:
         raise InvalidRequest(f"from/to: {error}") from None
