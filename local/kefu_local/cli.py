@@ -76,6 +76,11 @@ def main(argv: list[str] | None = None) -> int:
                            help="customers who each open a conversation with one query over WebSocket (own stack "
                                 "only; 0 to skip): ack and bot reply latency")
 
+    analytics = benches.add_parser("analytics", help="stream analytics: one batch of stream records, writes, CPU, "
+                                                     "and the same batch re-delivered")
+    analytics.add_argument("--records", type=int, default=1000)
+    analytics.add_argument("--seed", type=int, default=7)
+
     args = parser.parse_args(argv)
     if args.command == "dev":
         return _dev(args)
@@ -112,6 +117,13 @@ def main(argv: list[str] | None = None) -> int:
         with _stdout_to_stderr():
             report = bench_answering.run(args.kb, args.queries, workspace=args.workspace, url=args.url,
                                          limit=args.limit, conversations=args.conversations)
+        print(json.dumps(report, indent=2, ensure_ascii=False))
+        return 0
+    if args.command == "bench" and args.bench == "analytics":
+        from kefu_bench import analytics as bench_analytics
+
+        with _stdout_to_stderr():
+            report = bench_analytics.run(records=args.records, seed=args.seed)
         print(json.dumps(report, indent=2, ensure_ascii=False))
         return 0
     if args.command == "bench":

@@ -1,0 +1,85 @@
+"""Analytics aggregates from the conversations stream, on the local stack: real conversations, then a
+re-delivered batch that must not be counted twice."""
+
+from __future__ import annotations
+
+import secrets
+
+import pytest
+from boto3.dynamodb.types import TypeSerializer
+
+from kefu.models import now_iso
+
+from .conftest import open_conversation, wait_for
+
+pytestmark = pytest.mark.integration
+
+
+def _reader():
+    from kefu.adapters.analytics_store import AnalyticsStore
+
+    return AnalyticsStore()
+
+
+def _today(store, workspace: str, dimension: str = "all") -> dict:
+    day = now_iso()[:10]
+    return store.read(workspace, "D", day, day).get((day, dimension), {})
+
+
+def test_conversations_become_aggregates(world):
+    world.agent("agent-1")
+    agent = world.agent_socket("agent-1")
+    first = world.customer("cust-1")
+    c1 = open_conversation(world, first, agent)
+    agent.request({"action": "close", "conversationId": c1}, type="closed")
+    first.expect(type="closed", conversationId=c1)
+    first.request({"action": "csat", "conversationId": c1, "score": 4}, type="csat")
+    second = world.customer("cust-2", name="Li Si")
+    c2 = open_conversation(world, second, agent)
+    agent.request({"action": "close", "conversationId": c2, "resolved": False}, type="closed")
+    second.expect(type="closed", conversationId=c2)
+    second.request({"action": "csat", "conversationId": c2, "score": 2}, type="csat")
+
+    store = _reader()
+    done = wait_for(lambda: _today(store, world.workspace), lambda c: c.get("csatCount") == 2, timeout=60)
+    assert done["volume"] == 2 and done["closed"] == 2 and done["resolved"] == 1 and done["fcr"] == 1
+    assert done["waitCount"] == 2 and done["handleCount"] == 2 and "abandoned" not in done
+    assert done["csatSum"] == 6 and done["csat4"] == 1 and done["csat2"] == 1
+    mine = _today(store, world.workspace, "agent:agent-1")
+    assert mine["closed"] == 2 and mine["csatCount"] == 2 and mine["waitCount"] == 2
+    assert _today(store, world.workspace, "channel:web")["volume"] == 2
+    from kefu import analytics
+
+    rates = analytics.rates(done)
+    assert rates["resolutionRate"] == 0.5 and rates["csatAvg"] == 3.0
+
+
+def _record(seq: int, name: str, old: dict | None, new: dict) -> dict:
+    ser = TypeSerializer()
+    dynamodb = {"Keys": {"pk": {"S": new["pk"]}, "sk": {"S": new["sk"]}}, "SequenceNumber": str(seq),
+                "SizeBytes": 100, "StreamViewType": "NEW_AND_OLD_IMAGES",
+                "NewImage": {k: ser.serialize(v) for k, v in new.items()}}
+    if old is not None:
+        dynamodb["OldImage"] = {k: ser.serialize(v) for k, v in old.items()}
+    return {"eventID": secrets.token_hex(8), "eventName": name, "eventVersion": "1.1", "eventSource": "aws:dynamodb",
+            "awsRegion": "us-east-1", "dynamodb": dynamodb,
+            "eventSourceARN": "arn:aws:dynamodb:us-east-1:123456789012:table/kefu-conversations/stream/test"}
+
+
+def test_redelivered_batch_is_not_counted_twice(world, stack):
+    ws, now = world.workspace, now_iso()
+    base = {"pk": f"{ws}#C#x1", "sk": "META", "kind": "meta", "workspace": ws, "conversationId": "x1",
+            "channel": "web", "status": "open", "openedAt": now, "updatedAt": now, "group": "sales"}
+    assigned = dict(base, status="assigned", agentId="a9", assignedAt=now)
+    closed = dict(assigned, status="closed", closedAt=now, closeReason="resolved:agent")
+    seq = 10**20 + secrets.randbelow(10**9)  # far from the local stream's own sequence numbers
+    event = {"Records": [_record(seq, "INSERT", None, base), _record(seq + 1, "MODIFY", base, assigned),
+                         _record(seq + 2, "MODIFY", assigned, closed)]}
+    runtime = next(p.runtime for p in stack.pollers if getattr(p, "function", None) and p.function.name == "stream_metrics")
+    store = _reader()
+    runtime.invoke("stream_metrics", event)
+    once = _today(store, ws)
+    assert once["volume"] == 1 and once["closed"] == 1 and once["waitCount"] == 1 and once["resolved"] == 1
+    runtime.invoke("stream_metrics", event)  # Lambda retries the same batch
+    assert _today(store, ws) == once
+    assert _today(store, ws, "group:sales") == once

@@ -1,0 +1,244 @@
+"""Facts and aggregates against a generated event log whose answers are known exactly."""
+
+from __future__ import annotations
+
+import json
+import math
+from datetime import datetime, timedelta, timezone
+from decimal import Decimal
+
+import pytest
+
+from kefu import analytics
+from kefu.analytics import AggregateKey
+
+T0 = datetime(2026, 11, 21, 10, 0, 0, tzinfo=timezone.utc)
+DAY = "2026-11-21"
+
+
+def iso(seconds: float) -> str:
+    return (T0 + timedelta(seconds=seconds)).isoformat().replace("+00:00", "Z")
+
+
+class Conv:
+    """A conversation's META item, changed step by step; each step is one stream record."""
+
+    def __init__(self, log: list, cid: str, opened: float, *, bot: bool = False, channel: str = "web",
+                 group: str | None = None, ws: str = "w1"):
+        self.log, self.t = log, opened
+        self.item = {"pk": f"{ws}#C#{cid}", "sk": "META", "kind": "meta", "workspace": ws, "conversationId": cid,
+                     "channel": channel, "status": "bot" if bot else "open", "openedAt": iso(opened),
+                     "updatedAt": iso(opened), "lastSeq": Decimal(0)}
+        if group:
+            self.item["group"] = group
+        log.append(("INSERT", None, dict(self.item)))
+
+    def _change(self, after: float, **changes) -> Conv:
+        old = dict(self.item)
+        self.t += after
+        for k, v in changes.items():
+            if v is None:
+                self.item.pop(k, None)
+            else:
+                self.item[k] = v
+        self.item["updatedAt"] = iso(self.t)
+        self.item["lastSeq"] += 1
+        self.log.append(("MODIFY", old, dict(self.item)))
+        return self
+
+    def handoff(self, after: float = 3) -> Conv:
+        return self._change(after, status="open")
+
+    def queue(self, after: float = 5) -> Conv:
+        return self._change(after, status="queued", queuedAt=self.item.get("queuedAt") or iso(self.t + after),
+                            routing=json.dumps({"reason": "queued"}))
+
+    def assign(self, after: float, agent: str, routing: dict | None = None) -> Conv:
+        return self._change(after, status="assigned", agentId=agent, assignedAt=iso(self.t + after),
+                            routing=json.dumps(routing or {"reason": "least busy"}))
+
+    def message(self, after: float = 1) -> Conv:
+        return self._change(after)
+
+    def close(self, after: float, reason: str) -> Conv:
+        return self._change(after, status="closed", closedAt=iso(self.t + after), closeReason=reason)
+
+    def rate(self, score: int, after: float = 10) -> Conv:
+        return self._change(after, csat={"score": Decimal(score), "comment": "", "at": iso(self.t + after)})
+
+
+WAITS = [5, 8, 20, 25, 45, 50, 90, 200, 700, 4000]  # buckets 1,1,2,2,3,3,4,5,7,9 (overflow)
+CSAT = {0: 5, 1: 5, 2: 4, 3: 3, 4: 1, 5: 5}
+
+
+def event_log() -> list:
+    """14 conversations: 10 queued and assigned (one after a bot handoff, one transferred), 2 contained by
+    the bot, 2 abandoned in the queue."""
+    log: list = []
+    for k, wait in enumerate(WAITS):
+        agent = "a1" if k % 2 == 0 else "a2"
+        c = Conv(log, f"c{k}", opened=60 * k, bot=k == 0, channel="wechat" if k == 9 else "web",
+                 group="sales" if k < 5 else "support")
+        if k == 0:
+            c.handoff()
+        c.queue().assign(wait, agent).message().message()
+        if k == 2:  # transferred from a1 to a2: the routing says so
+            c.assign(30, "a2", {"reason": "transfer", "transferredBy": "a1"})
+        # handle time: closedAt - assignedAt of the last assignment = 100 (k + 1), plus the 2 s of the two
+        # messages after it (none for c2: its transfer came after them)
+        c.close(100 * (k + 1), "resolved:agent" if k < 7 else "unresolved:agent")
+        if k in CSAT:
+            c.rate(CSAT[k])
+    for j in range(2):  # contained: the bot answered, the customer closed
+        c = Conv(log, f"b{j}", opened=600 + j, bot=True).message().message().close(30, "resolved:customer")
+        if j == 0:
+            c.rate(4)
+    for j in range(2):  # abandoned in the queue
+        Conv(log, f"q{j}", opened=700 + j, group="support").queue().close(120, "abandoned:left")
+    return log
+
+
+def all_facts(log: list) -> list[analytics.Fact]:
+    return [f for name, old, new in log for f in analytics.facts_from_record(name, old, new)]
+
+
+def day(aggs: dict, dim: str = "all") -> dict:
+    return aggs.get(AggregateKey("w1", "D", DAY, dim), {})
+
+
+def test_facts_of_each_kind():
+    facts = all_facts(event_log())
+    kinds = {}
+    for f in facts:
+        kinds[f.kind] = kinds.get(f.kind, 0) + 1
+    assert kinds == {"opened": 14, "handoff": 1, "assigned": 10, "transfer": 1, "closed": 14, "csat": 7}
+    first = next(f for f in facts if f.kind == "assigned" and f.conversation_id == "c9")
+    assert first.values["wait_s"] == 4000 and first.channel == "wechat" and first.agent == "a2"
+    transfer = next(f for f in facts if f.kind == "transfer")
+    assert transfer.agent == "a1" and transfer.conversation_id == "c2"
+
+
+def test_daily_aggregate_is_exact():
+    aggs = analytics.aggregate(all_facts(event_log()))
+    c = day(aggs)
+    assert c["volume"] == 14 and c["botConversations"] == 3
+    assert c["botContained"] == 2 and c["handoffs"] == 1
+    assert c["closed"] == 14 and c["resolved"] == 9 and c["abandoned"] == 2 and c["transfers"] == 1
+    assert c["fcr"] == 8  # resolved without a transfer: 6 assigned + 2 contained
+    assert c["waitCount"] == 10 and c["waitSum"] == sum(WAITS)
+    assert analytics.histogram(c, "wait") == [0, 2, 2, 2, 1, 1, 0, 1, 0, 1]
+    assert c["handleCount"] == 10 and c["handleSum"] == 5500 + 2 * 9
+    assert c["csatCount"] == 7 and c["csatSum"] == 27
+    assert [c.get(f"csat{s}", 0) for s in range(1, 6)] == [1, 0, 1, 2, 3]
+
+    r = analytics.rates(c)
+    assert r["containmentRate"] == pytest.approx(2 / 3) and r["handoffRate"] == pytest.approx(1 / 3)
+    assert r["resolutionRate"] == pytest.approx(9 / 14) and r["fcrRate"] == pytest.approx(8 / 14)
+    assert r["abandonRate"] == pytest.approx(2 / 14)
+    assert r["avgWaitS"] == pytest.approx(514.3)
+    assert r["waitP50S"] == 60 and r["waitP90S"] == 1800 and r["waitP90Over"] is False
+    assert r["ahtS"] == pytest.approx(551.8)
+    assert r["csatAvg"] == pytest.approx(27 / 7)
+    assert r["csatDistribution"] == {"1": 1, "2": 0, "3": 1, "4": 2, "5": 3}
+    assert r["frtP50S"] is None  # first response time is not derived from the stream yet
+
+
+def test_dimensions_and_hours():
+    aggs = analytics.aggregate(all_facts(event_log()))
+    sales, support = day(aggs, "group:sales"), day(aggs, "group:support")
+    assert sales["waitCount"] == 5 and support["waitCount"] == 5
+    assert sales["resolved"] == 5 and support["resolved"] == 2 and support["abandoned"] == 2
+    a1, a2 = day(aggs, "agent:a1"), day(aggs, "agent:a2")
+    assert a1["waitCount"] == 5 and a2["waitCount"] == 5  # first assignments (c2 went to a1 first)
+    assert a1["transfers"] == 1 and "transfers" not in a2
+    assert a1["closed"] == 4 and a2["closed"] == 6  # c2 was closed by a2
+    assert day(aggs, "channel:wechat")["volume"] == 1 and day(aggs, "channel:web")["volume"] == 13
+    # c9 waited 4000 s from 10:09:05: assigned in hour 11, the others in hour 10
+    assert aggs[AggregateKey("w1", "H", "2026-11-21T11", "all")]["waitCount"] == 1
+    assert aggs[AggregateKey("w1", "H", "2026-11-21T10", "all")]["waitCount"] == 9
+    hours = sum(v.get("volume", 0) for k, v in aggs.items() if k.granularity == "H" and k.dimension == "all")
+    assert hours == 14
+
+
+def test_percentile_from_histogram():
+    p = analytics.percentile_from_histogram
+    assert p([0] * 10, 0.5) is None
+    assert p([1, 0, 0, 0, 0, 0, 0, 0, 0, 0], 0.9) == 0
+    assert p([0, 0, 0, 0, 0, 0, 0, 0, 0, 3], 0.5) == math.inf
+    assert p([5, 5] + [0] * 8, 0.5) == 0 and p([5, 5] + [0] * 8, 0.51) == 10
+    assert analytics.bucket_of(10) == 1 and analytics.bucket_of(10.5) == 2 and analytics.bucket_of(3601) == 9
+
+
+def test_records_that_imply_nothing():
+    msg = {"pk": "w1#C#c1", "sk": "MSG#000000000001", "kind": "msg", "senderRole": "agent", "createdAt": iso(0)}
+    assert analytics.facts_from_record("INSERT", None, msg) == []
+    meta = {"pk": "w1#C#c1", "sk": "META", "kind": "meta", "workspace": "w1", "status": "assigned",
+            "assignedAt": iso(5), "openedAt": iso(0), "agentId": "a1"}
+    assert analytics.facts_from_record("MODIFY", meta, dict(meta, lastSeq=Decimal(3))) == []
+    assert analytics.facts_from_record("REMOVE", meta, None) == []
+    closed = dict(meta, status="closed", closedAt=iso(100), closeReason="resolved:agent")
+    assert analytics.facts_from_record("MODIFY", closed, dict(closed, updatedAt=iso(200))) == []
+
+
+# ---------------------------------------------------------------- the store: once per batch, against moto
+
+
+@pytest.fixture
+def store(monkeypatch):
+    moto = pytest.importorskip("moto")
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "test")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "test")
+    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
+    monkeypatch.delenv("AWS_ENDPOINT_URL_DYNAMODB", raising=False)
+    with moto.mock_aws():
+        import boto3
+
+        from kefu.adapters.analytics_store import AnalyticsStore
+
+        client = boto3.client("dynamodb", region_name="us-east-1")
+        client.create_table(TableName="m", BillingMode="PAY_PER_REQUEST",
+                            KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"},
+                                       {"AttributeName": "sk", "KeyType": "RANGE"}],
+                            AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"},
+                                                  {"AttributeName": "sk", "AttributeType": "S"}])
+        yield AnalyticsStore(client, "m")
+
+
+def test_store_applies_a_batch_once(store):
+    aggs = analytics.aggregate(all_facts(event_log()))
+    first = store.apply(aggs, "arn:stream", "100", "199")
+    assert first["applied"] == first["transactions"] >= 1 and first["skipped"] == 0
+    assert first["items"] == len(aggs) + first["transactions"]
+    again = store.apply(aggs, "arn:stream", "100", "199")
+    assert again["applied"] == 0 and again["skipped"] == again["transactions"] and again["items"] == 0
+    read = store.read("w1", "D", DAY, DAY)
+    assert read[(DAY, "all")] == day(aggs)
+    assert analytics.rates(read[(DAY, "all")])["waitP90S"] == 1800
+    hourly = store.read("w1", "H", "2026-11-21T10", "2026-11-21T11", dimension="all")
+    assert set(hourly) == {("2026-11-21T10", "all"), ("2026-11-21T11", "all")}
+    # another batch with other sequence numbers adds up
+    store.apply(aggs, "arn:stream", "200", "299")
+    assert store.read("w1", "D", DAY, DAY)[(DAY, "all")]["volume"] == 28
+
+
+def test_retry_after_a_partial_failure_counts_each_chunk_once(store, monkeypatch):
+    from kefu.adapters import analytics_store
+
+    monkeypatch.setattr(analytics_store, "MAX_TX_ITEMS", 4)  # 18 aggregates: 6 chunks of 3
+    aggs = analytics.aggregate(all_facts(event_log()))
+    real, calls = store.client.transact_write_items, {"n": 0}
+
+    def flaky(**kwargs):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise RuntimeError("throttled")
+        return real(**kwargs)
+
+    monkeypatch.setattr(store.client, "transact_write_items", flaky)
+    with pytest.raises(RuntimeError):
+        store.apply(aggs, "arn:stream", "1", "9")  # chunks 0 and 1 applied, then the invocation fails
+    retry = store.apply(aggs, "arn:stream", "1", "9")  # Lambda re-delivers the same batch
+    assert retry["skipped"] == 2 and retry["applied"] == retry["transactions"] - 2
+    read = store.read("w1", "D", DAY, DAY)
+    assert read[(DAY, "all")] == day(aggs)
+    assert read[(DAY, "group:support")] == day(aggs, "group:support")
