@@ -21,6 +21,10 @@
       "db.handoff": "转人工", "db.numbers": "查看数据", "db.updated": "更新于 {time}",
       "db.chartSummary": "{title}：共 {total}，最高 {max}（{hour}）",
       "db.loadFailed": "无法加载数据：{message}",
+      "db.week": "最近 7 天", "db.waitP": "等待时间 p50 / p90", "db.aht": "平均处理时长", "db.csat": "满意度（CSAT）",
+      "db.csatHelp": "{n} 个评价", "db.fcr": "首次解决率", "db.resolution": "解决率 {value}",
+      "db.daily": "每天的等待与处理时长（最近 7 天）", "db.day": "日期", "db.avgWait": "平均等待（秒）",
+      "db.ahtSeconds": "平均处理（秒）",
       "state.online": "在线", "state.away": "离开", "state.offline": "下线",
     },
     en: {
@@ -37,6 +41,10 @@
       "db.handoff": "Handed over", "db.numbers": "Show the numbers", "db.updated": "Updated {time}",
       "db.chartSummary": "{title}: {total} in all, at most {max} ({hour})",
       "db.loadFailed": "Could not load the numbers: {message}",
+      "db.week": "last 7 days", "db.waitP": "Wait p50 / p90", "db.aht": "Average handle time", "db.csat": "CSAT",
+      "db.csatHelp": "{n} ratings", "db.fcr": "First contact resolution", "db.resolution": "resolution {value}",
+      "db.daily": "Wait and handle time per day (last 7 days)", "db.day": "Day", "db.avgWait": "Average wait (s)",
+      "db.ahtSeconds": "Average handle time (s)",
       "state.online": "online", "state.away": "away", "state.offline": "offline",
     },
   });
@@ -45,6 +53,7 @@
   const REFRESH_MS = 60000;
   let root = null;
   let hourly = null; // the last /metrics/hourly answer
+  let week = null; // the last /metrics answer (per day, 7 days)
   let charts = [];
   let timer = null;
 
@@ -79,6 +88,7 @@
           el("div", { id: "db-queue" }))),
       chartSection("db-opened", t("db.perHour")),
       chartSection("db-bot", t("db.botPerHour")),
+      chartSection("db-daily", t("db.daily")),
       el("p", { id: "db-status", class: "muted", role: "status" }));
   }
   function chartSection(id, title) {
@@ -107,6 +117,9 @@
     const longest = queue.reduce((m, q) => Math.max(m, q.waitingSeconds || 0), 0);
     const series = (hourly && hourly.series) || {};
     const decisions = sum(series["bot.answer"]) + sum(series["bot.review"]) + sum(series["bot.handoff"]);
+    const total = (week && week.total) || {};
+    const pct = (x) => (typeof x === "number" ? `${Math.round(x * 100)}%` : "–");
+    const secs = (x) => (typeof x === "number" ? ago(Math.round(x)) : "–");
     document.getElementById("db-cards").replaceChildren(
       card(t("db.waiting"), String(totals.waiting ?? "–")),
       card(t("db.longestWait"), queue.length ? ago(longest) : "–"),
@@ -114,7 +127,12 @@
       card(t("db.open"), String(totals.open ?? "–")),
       card(t("db.opened24"), hourly ? String(sum(series["conversations.opened"])) : "–"),
       card(t("db.containment"), decisions ? `${Math.round((100 * sum(series["bot.answer"])) / decisions)}%` : "–",
-        t("db.containmentHelp")));
+        t("db.containmentHelp")),
+      card(t("db.waitP"), `${secs(total.waitP50S)} / ${total.waitP90Over ? "> 1h" : secs(total.waitP90S)}`, t("db.week")),
+      card(t("db.aht"), secs(total.ahtS), t("db.week")),
+      card(t("db.csat"), typeof total.csatAvg === "number" ? total.csatAvg.toFixed(1) : "–",
+        t("db.csatHelp", { n: sum(Object.values(total.csatDistribution || {})) })),
+      card(t("db.fcr"), pct(total.fcrRate), t("db.resolution", { value: pct(total.resolutionRate) })));
     const agents = (f && f.agents) || [];
     document.getElementById("db-agents").replaceChildren(table(
       [t("db.name"), t("db.state"), t("db.load"), t("db.console")],
@@ -153,6 +171,26 @@
       hours.map((h, i) => [hourLabel(h)].concat(lines.map((l) => String(l.values[i]))))));
   }
 
+  function renderDaily() {
+    if (!root || !week || !window.uPlot) return;
+    const box = document.getElementById("db-daily-plot");
+    const days = week.series.map((d) => d.period);
+    const wait = week.series.map((d) => (typeof d.avgWaitS === "number" ? Math.round(d.avgWaitS) : null));
+    const aht = week.series.map((d) => (typeof d.ahtS === "number" ? Math.round(d.ahtS) : null));
+    box.setAttribute("aria-label", `${t("db.daily")}: ${days.map((d, i) => `${d} ${wait[i] ?? "–"} / ${aht[i] ?? "–"}`).join("; ")}`);
+    box.replaceChildren();
+    charts.push(new window.uPlot({
+      width: Math.max(280, Math.min(box.clientWidth || 640, 900)), height: 220,
+      scales: { x: { time: true } },
+      axes: [{ stroke: "#4b5565", grid: { stroke: "#e3e6eb" } }, { stroke: "#4b5565", grid: { stroke: "#e3e6eb" } }],
+      series: [{}, { label: t("db.avgWait"), stroke: COLORS.warn, width: 2, spanGaps: true },
+               { label: t("db.ahtSeconds"), stroke: COLORS.brand, width: 2, spanGaps: true }],
+    }, [days.map((d) => Date.parse(`${d}T12:00:00Z`) / 1000), wait, aht], box));
+    document.getElementById("db-daily-table").replaceChildren(table(
+      [t("db.day"), t("db.avgWait"), t("db.ahtSeconds")],
+      days.map((d, i) => [d, wait[i] == null ? "–" : String(wait[i]), aht[i] == null ? "–" : String(aht[i])])));
+  }
+
   function renderCharts() {
     if (!root || !hourly || !window.uPlot) return;
     for (const c of charts) c.destroy();
@@ -171,13 +209,15 @@
     clearTimeout(timer);
     if (!root || root.hidden) return;
     try {
-      hourly = await window.kefuConsole.api("/metrics/hourly");
+      [hourly, week] = await Promise.all([window.kefuConsole.api("/metrics/hourly"),
+                                          window.kefuConsole.api("/metrics?granularity=day")]);
       document.getElementById("db-status").textContent = t("db.updated", { time: new Date().toLocaleTimeString(KefuI18n.locale) });
     } catch (e) {
       document.getElementById("db-status").textContent = t("db.loadFailed", { message: `${e.message} (${e.code})` });
     }
     renderLive();
     renderCharts();
+    renderDaily();
     timer = setTimeout(loadHourly, REFRESH_MS);
   }
 
@@ -195,6 +235,7 @@
     mount();
     renderLive();
     renderCharts();
+    renderDaily();
     if (shown) loadHourly();
   });
 })();

@@ -1039,6 +1039,45 @@ def hourly_metrics(
     return {"from": hours[0], "to": hours[-1], "hours": hours, "series": metrics.hourly_series(counters, hours)}
 
 
+@app.get("/workspaces/<workspace>/metrics")
+def workspace_metrics(
+    workspace: str,
+    granularity: Annotated[Literal["hour", "day"], Query()] = "day",
+    start: Annotated[str | None, Query(alias="from", pattern=r"^\d{4}-\d{2}-\d{2}(T\d{2})?$")] = None,
+    end: Annotated[str | None, Query(alias="to", pattern=r"^\d{4}-\d{2}-\d{2}(T\d{2})?$")] = None,
+    group: Annotated[str | None, Query(max_length=64)] = None,
+    agent: Annotated[str | None, Query(max_length=64)] = None,
+    channel: Annotated[Literal["web", "rest", "wechat"] | None, Query()] = None,
+) -> dict:
+    """Service metrics for supervisors and admins, per hour or day (UTC) of a range (`from` / `to`: days
+    2026-11-21 or hours 2026-11-21T09; default the last 7 days / 24 hours), for the workspace or one group,
+    agent or channel: volume, bot containment and handoff rates, resolution and first-contact resolution,
+    abandonment, transfers, wait (average, p50 / p90), average handle time, CSAT average and distribution.
+    `total` is computed from the summed counters of the range."""
+    from datetime import datetime, timedelta, timezone
+
+    from kefu import analytics
+
+    _staff(workspace, "supervisor")
+    chosen = [d for d in (f"group:{group}" if group else None, f"agent:{agent}" if agent else None,
+                          f"channel:{channel}" if channel else None) if d]
+    if len(chosen) > 1:
+        raise InvalidRequest("group, agent, channel: one of them at most")
+    dimension = chosen[0] if chosen else "all"
+    key, fmt, step, count = (("H", "%Y-%m-%dT%H", timedelta(hours=1), 24) if granularity == "hour"
+                             else ("D", "%Y-%m-%d", timedelta(days=1), 7))
+    try:
+        last = end or datetime.now(timezone.utc).strftime(fmt)
+        first = start or (datetime.strptime(last, fmt) - step * (count - 1)).strftime(fmt)
+        periods = analytics.period_range(key, first, last)
+    except ValueError as error:
+        raise InvalidRequest(f"from/to: {error} (granularity {granularity}: {fmt.replace('%', '')})") from None
+    found = wiring.analytics_store().read(workspace, key, periods[0], periods[-1], dimension)
+    by_period = {period: counters for (period, _), counters in found.items()}
+    return {"granularity": granularity, "dimension": dimension, "from": periods[0], "to": periods[-1],
+            **analytics.report(by_period, periods)}
+
+
 @app.get("/workspaces/<workspace>/customers/<customer_id>")
 def customer_profile(workspace: str, customer_id: str) -> dict:
     """The customer's profile for the console (agents): name, tags, channels, previous conversations and

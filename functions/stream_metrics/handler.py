@@ -20,17 +20,7 @@ from kefu import analytics, metrics, wiring
 from kefu.logs import logger
 
 store = wiring.metrics_store()
-_analytics_store = None
-
-
-def analytics_store():
-    global _analytics_store
-    if _analytics_store is None:
-        from kefu.adapters.analytics_store import AnalyticsStore
-
-        _analytics_store = AnalyticsStore()
-    return _analytics_store
-
+analytics_store = wiring.analytics_store
 
 def analytics_chunks(records: list, max_keys: int) -> list[tuple[int, str, str, dict]]:
     """Runs of consecutive records whose aggregates fit one transaction (at most max_keys items):

@@ -110,12 +110,17 @@ def test_the_supervisors_dashboard(new_page, shop):
     # the hourly counters: at least the conversations of this module's tests, in the last hour's bar
     expect(boss.locator("#db-opened-plot canvas")).to_have_count(1)
     expect(boss.locator("#db-bot-plot canvas")).to_have_count(1)
+    expect(boss.locator("#db-daily-plot canvas")).to_have_count(1)  # from /metrics (the analytics aggregates)
+    expect(cards).to_contain_text("Average handle time")
+    expect(cards).to_contain_text("First contact resolution")
+    expect(boss.locator("#db-daily-table tbody tr")).to_have_count(7)
+    boss.locator("#view-dashboard").evaluate("el => el.scrollTo(0, 0)")
+    screenshot(boss, "supervisor-dashboard")
     boss.locator("#db-opened-table").locator("xpath=..").locator("summary").click()
     rows = boss.locator("#db-opened-table tbody tr")
     expect(rows).to_have_count(24)
     assert int(rows.last.locator("td").inner_text()) >= 1
     assert "in all" in boss.locator("#db-opened-plot").get_attribute("aria-label")
-    screenshot(boss, "supervisor-dashboard")
     assert axe_violations(boss) == []
     boss.get_by_role("button", name="中文").click()
     expect(boss.get_by_role("heading", name="数据看板")).to_be_visible()

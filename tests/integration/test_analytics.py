@@ -53,6 +53,32 @@ def test_conversations_become_aggregates(world):
     rates = analytics.rates(done)
     assert rates["resolutionRate"] == 0.5 and rates["csatAvg"] == 3.0
 
+    # the same numbers through REST (supervisors), for the workspace and for one agent
+    import requests
+
+    world.agent("boss", role="supervisor")
+    base = f"{world.stack.api_url}/workspaces/{world.workspace}/metrics"
+
+    def get(who="boss", **params):
+        return requests.get(base, params=params, headers={"Authorization": f"Bearer {world.token('agent', who)}"},
+                            timeout=10)
+
+    week = get().json()
+    assert week["granularity"] == "day" and week["dimension"] == "all" and len(week["series"]) == 7
+    assert week["series"][-1]["period"] == now_iso()[:10]
+    total = week["total"]
+    assert total["volume"] == 2 and total["closed"] == 2 and total["resolutionRate"] == 0.5
+    assert total["csatAvg"] == 3.0 and total["csatDistribution"] == {"1": 0, "2": 1, "3": 0, "4": 1, "5": 0}
+    assert total["ahtS"] is not None and total["waitP50S"] is not None
+    hours = get(granularity="hour", agent="agent-1").json()
+    assert len(hours["series"]) == 24 and hours["dimension"] == "agent:agent-1" and hours["total"]["closed"] == 2
+    assert get(group="售后").json()["total"]["volume"] == 0  # nobody of that group here
+    assert get("agent-1").status_code == 403
+    for bad in ({"group": "a", "agent": "b"}, {"from": "2026-11-22", "to": "2026-11-21"},
+                {"from": "2025-01-01", "to": "2026-11-21"}, {"to": "2026-99-99"}, {"granularity": "week"}):
+        refused = get(**bad)
+        assert refused.status_code == 422 and refused.json()["error"]["code"] == "invalid_request", (bad, refused.text)
+
 
 def _record(seq: int, name: str, old: dict | None, new: dict) -> dict:
     ser = TypeSerializer()

@@ -277,3 +277,36 @@ def rates(c: Mapping[str, int]) -> dict:
         "csatAvg": _ratio(g("csatSum"), g("csatCount")),
         "csatDistribution": {str(s): g(f"csat{s}") for s in range(1, 6)},
     }
+
+
+MAX_DAYS = 92
+
+
+def period_range(granularity: str, first: str, last: str) -> list[str]:
+    """Every period key from first to last, both included: hours ("2026-11-21T09", at most 31 days) or days
+    ("2026-11-21", at most MAX_DAYS). ValueError on malformed keys, a reversed or too long range."""
+    from datetime import datetime, timedelta
+
+    if granularity == "H":
+        from .metrics import hours_between
+
+        return hours_between(first, last)
+    start, end = datetime.strptime(first, "%Y-%m-%d"), datetime.strptime(last, "%Y-%m-%d")
+    if end < start:
+        raise ValueError("the range ends before it starts")
+    days = (end - start).days + 1
+    if days > MAX_DAYS:
+        raise ValueError(f"at most {MAX_DAYS} days at a time")
+    return [(start + timedelta(days=i)).strftime("%Y-%m-%d") for i in range(days)]
+
+
+def report(counters_by_period: Mapping[str, Mapping[str, int]], periods_: list[str]) -> dict:
+    """The numbers of each period and of the whole range (rates of the summed counters, not averages of
+    rates)."""
+    total: Counters = {}
+    series = []
+    for period in periods_:
+        counters = counters_by_period.get(period, {})
+        merge(total, counters)
+        series.append({"period": period, **rates(counters)})
+    return {"series": series, "total": rates(total)}

@@ -438,6 +438,7 @@ REST_PUBLIC_ROUTES: tuple[tuple[str, str], ...] = (
     ("GET", "/workspaces/{workspace}/customers/{customer_id}"),
     ("GET", "/workspaces/{workspace}/conversations"),
     ("GET", "/workspaces/{workspace}/metrics/hourly"),
+    ("GET", "/workspaces/{workspace}/metrics"),
     # integrators' keys (admins)
     ("POST", "/workspaces/{workspace}/api-keys"),
     ("GET", "/workspaces/{workspace}/api-keys"),

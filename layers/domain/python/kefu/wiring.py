@@ -20,6 +20,13 @@ def store():
 
 
 @lru_cache(maxsize=1)
+def analytics_store():
+    from .adapters.analytics_store import AnalyticsStore
+
+    return AnalyticsStore()
+
+
+@lru_cache(maxsize=1)
 def metrics_store():
     from .adapters.dynamodb import DynamoMetrics
 
