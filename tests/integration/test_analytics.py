@@ -31,6 +31,8 @@ def test_conversations_become_aggregates(world):
     agent = world.agent_socket("agent-1")
     first = world.customer("cust-1")
     c1 = open_conversation(world, first, agent)
+    agent.request({"action": "message", "conversationId": c1, "clientMessageId": "r1", "text": "您好"}, type="ack")
+    agent.request({"action": "message", "conversationId": c1, "clientMessageId": "r2", "text": "在的"}, type="ack")
     agent.request({"action": "close", "conversationId": c1}, type="closed")
     first.expect(type="closed", conversationId=c1)
     first.request({"action": "csat", "conversationId": c1, "score": 4}, type="csat")
@@ -44,6 +46,7 @@ def test_conversations_become_aggregates(world):
     done = wait_for(lambda: _today(store, world.workspace), lambda c: c.get("csatCount") == 2, timeout=60)
     assert done["volume"] == 2 and done["closed"] == 2 and done["resolved"] == 1 and done["fcr"] == 1
     assert done["waitCount"] == 2 and done["handleCount"] == 2 and "abandoned" not in done
+    assert done["frtCount"] == 1  # the first of the agent's two replies in c1; none in c2
     assert done["csatSum"] == 6 and done["csat4"] == 1 and done["csat2"] == 1
     mine = _today(store, world.workspace, "agent:agent-1")
     assert mine["closed"] == 2 and mine["csatCount"] == 2 and mine["waitCount"] == 2

@@ -242,3 +242,16 @@ def test_retry_after_a_partial_failure_counts_each_chunk_once(store, monkeypatch
     read = store.read("w1", "D", DAY, DAY)
     assert read[(DAY, "all")] == day(aggs)
     assert read[(DAY, "group:support")] == day(aggs, "group:support")
+
+
+def test_first_response_time_from_the_first_agent_message():
+    base = {"pk": "w1#C#f1", "sk": "META", "kind": "meta", "workspace": "w1", "conversationId": "f1",
+            "channel": "web", "status": "assigned", "openedAt": f"{DAY}T10:00:00.000Z",
+            "queuedAt": f"{DAY}T10:00:00.000Z", "assignedAt": f"{DAY}T10:00:30.000Z", "agentId": "a1"}
+    answered = dict(base, firstResponseAt=f"{DAY}T10:01:10.000Z", lastSeq=3)
+    again = dict(answered, lastSeq=4)  # a later agent message: firstResponseAt kept, no new fact
+    facts = all_facts([("MODIFY", base, answered), ("MODIFY", answered, again)])
+    assert [(f.kind, f.values["frt_s"], f.agent) for f in facts] == [("first_response", 40.0, "a1")]
+    c = day(analytics.aggregate(facts))
+    assert (c["frtCount"], c["frtSum"], c["frt3"]) == (1, 40, 1)  # the 30 < s <= 60 bucket
+    assert analytics.rates(c)["frtP50S"] == 60.0

@@ -9,9 +9,9 @@ atomic ADD per aggregate item; `rates` derives the dashboard's numbers from the 
 Images are plain dicts as Powertools' `record.dynamodb.new_image` gives them (numbers are Decimal, the
 JSON attributes `bot` and `routing` are JSON strings, `csat` is a map).
 
-Not derived here (yet): first response time. A MSG image does not carry the conversation's assignedAt,
-and "the first agent message" needs state across batches; the FRT histogram counters exist so that an
-adapter that knows both can feed `Fact("first_response", ...)` without a schema change.
+First response time: the message store sets the META item's firstResponseAt with the first agent
+message (if_not_exists), so its appearance on a MODIFY is the fact; FRT counts from the assignment (or
+the opening, for a conversation an agent answered without one).
 """
 
 from __future__ import annotations
@@ -117,6 +117,9 @@ def facts_from_record(event_name: str, old_image: Mapping | None, new_image: Map
     if new.get("assignedAt") and not old.get("assignedAt"):
         wait = _seconds(new.get("queuedAt") or new.get("openedAt"), new.get("assignedAt"))
         fact("assigned", new["assignedAt"], wait_s=wait)
+    if new.get("firstResponseAt") and not old.get("firstResponseAt"):
+        frt = _seconds(new.get("assignedAt") or new.get("openedAt"), new.get("firstResponseAt"))
+        fact("first_response", new["firstResponseAt"], frt_s=frt)
     previous = old.get("agentId")
     if previous and status in ("assigned", "queued") and agent != previous and was != "closed":
         # the conversation left its agent for another one or for the queue: a transfer, counted for the

@@ -141,6 +141,7 @@ class MetaItem(ConversationItem, discriminator="meta"):
     suggestion = JSONAttribute(null=True)
     suggestionId = UnicodeAttribute(null=True)  # the suggestion's id, where a condition can see it
     csat = MapAttribute(null=True)  # the customer's rating once closed: {score, comment, at} (a map: webhooks read it)
+    firstResponseAt = UnicodeAttribute(null=True)  # the first agent message (analytics: first response time)
 
     def domain(self) -> Conversation:
         return Conversation(
@@ -569,9 +570,12 @@ class DynamoStore:
             with self._tx() as tx:
                 tx.save(DedupItem(pk, f"USED#{sender_key}#{message.client_message_id}", seq=message.seq),
                         condition=DedupItem.pk.does_not_exist())
+                actions = [MetaItem.lastSeq.set(message.seq), MetaItem.updatedAt.set(message.created_at)]
+                if message.sender.get("role") == "agent":  # kept from the first one on (if_not_exists)
+                    actions.append(MetaItem.firstResponseAt.set(MetaItem.firstResponseAt | message.created_at))
                 tx.update(
                     MetaItem(pk, "META"),
-                    actions=[MetaItem.lastSeq.set(message.seq), MetaItem.updatedAt.set(message.created_at)],
+                    actions=actions,
                     condition=(MetaItem.lastSeq == message.seq - 1) & (MetaItem.status != "closed"),
                 )
                 tx.save(
