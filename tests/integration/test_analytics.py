@@ -8,6 +8,7 @@ import secrets
 import pytest
 from boto3.dynamodb.types import TypeSerializer
 
+from kefu import wiring
 from kefu.models import now_iso
 
 from .conftest import open_conversation, wait_for
@@ -109,6 +110,9 @@ def test_redelivered_batch_is_not_counted_twice(world, stack):
     runtime.invoke("stream_metrics", event)
     once = _today(store, ws)
     assert once["volume"] == 1 and once["closed"] == 1 and once["waitCount"] == 1 and once["resolved"] == 1
+    hourly = wiring.metrics_store().counters(ws)
+    assert sum(v for k, v in hourly.items() if k.endswith("#conversations.opened")) == 1
     runtime.invoke("stream_metrics", event)  # Lambda retries the same batch
     assert _today(store, ws) == once
+    assert wiring.metrics_store().counters(ws) == hourly  # the dashboard's hourly counters too
     assert _today(store, ws, "group:sales") == once

@@ -58,12 +58,27 @@ class AnalyticsStore:
             "ExpressionAttributeValues": values,
         }}
 
-    def write_chunk(self, aggregates: dict[analytics.AggregateKey, dict[str, int]], source: str, marker: str) -> bool:
-        """One transaction: the ADD updates of at most MAX_TX_ITEMS - 1 aggregates and the marker put.
-        True when applied now, False when the marker says it was applied before."""
+    def _hourly(self, workspace: str, key: str, n: int, expires: int) -> dict:
+        """An hourly counter of kefu.metrics (pk "{ws}", sk "{hour}#{counter}", attribute value)."""
+        return {"Update": {
+            "TableName": self.table,
+            "Key": {"pk": {"S": workspace}, "sk": {"S": key}},
+            "UpdateExpression": "ADD #v :n SET #x = :x",
+            "ExpressionAttributeNames": {"#v": "value", "#x": "expiresAt"},
+            "ExpressionAttributeValues": {":n": {"N": str(int(n))}, ":x": {"N": str(expires)}},
+        }}
+
+    def write_chunk(self, aggregates: dict[analytics.AggregateKey, dict[str, int]], source: str, marker: str,
+                    hourly: dict[tuple[str, str], int] | None = None) -> bool:
+        """One transaction: the ADD updates of the aggregates and of the hourly counters (at most
+        MAX_TX_ITEMS - 1 together) and the marker put. True when applied now, False when the marker says
+        it was applied before."""
+        from ..metrics import METRIC_RETENTION_S
+
         updates = [(k, c) for k, c in sorted(aggregates.items()) if c]
-        if len(updates) > MAX_TX_ITEMS - 1:
-            raise ValueError(f"at most {MAX_TX_ITEMS - 1} aggregates per transaction, got {len(updates)}")
+        counters = sorted((k, n) for k, n in (hourly or {}).items() if n)
+        if len(updates) + len(counters) > MAX_TX_ITEMS - 1:
+            raise ValueError(f"at most {MAX_TX_ITEMS - 1} updates per transaction, got {len(updates) + len(counters)}")
         now = int(time.time())
         expires = now + analytics.AGG_RETENTION_S
         put = {"Put": {
@@ -73,7 +88,9 @@ class AnalyticsStore:
             "ConditionExpression": "attribute_not_exists(pk)",
         }}
         try:
-            self.client.transact_write_items(TransactItems=[put] + [self._update(k, c, expires) for k, c in updates])
+            self.client.transact_write_items(
+                TransactItems=[put] + [self._update(k, c, expires) for k, c in updates]
+                + [self._hourly(ws, key, n, now + METRIC_RETENTION_S) for (ws, key), n in counters])
         except self.client.exceptions.TransactionCanceledException as error:
             reasons = error.response.get("CancellationReasons") or []
             if reasons and reasons[0].get("Code") == "ConditionalCheckFailed":

@@ -887,13 +887,6 @@ class HandleStat(Model):
 
 
 class DynamoMetrics:
-    def add_counters(self, counts: dict[tuple[str, str], int]) -> None:
-        from ..metrics import METRIC_RETENTION_S
-
-        expires = int(time.time()) + METRIC_RETENTION_S
-        for (workspace, key), n in counts.items():
-            MetricItem(workspace, key).update(actions=[MetricItem.value.add(n), MetricItem.expiresAt.set(expires)])
-
     def counters(self, workspace: str, prefix: str = "") -> dict[str, int]:
         condition = MetricItem.sk.startswith(prefix) if prefix else None
         return {i.sk: int(i.value) for i in MetricItem.query(workspace, condition)}
