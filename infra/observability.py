@@ -12,7 +12,7 @@ from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_sns as sns
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
-from kefu import schema
+from kefu import analytics, schema
 
 PERIOD = Duration.minutes(5)
 FUNCTION_ERRORS_THRESHOLD = 5  # errors per 5 minutes, 2 periods in a row
@@ -20,6 +20,12 @@ FUNCTION_THROTTLES_THRESHOLD = 1  # any throttle means lost or delayed work
 WS_SERVER_ERRORS_THRESHOLD = 10  # IntegrationError + ExecutionError per 5 minutes
 REST_5XX_THRESHOLD = 10
 DLQ_MESSAGES_THRESHOLD = 1  # any message in a dead-letter queue is work that was given up on
+# the service (EMF metrics of kefu.analytics, dimension service)
+QUEUE_WAIT_P90_THRESHOLD_S = 300  # customers waiting 5 minutes or more, 3 periods in a row
+HANDOFF_RATE_THRESHOLD = 0.6  # the bot hands over most of its conversations (a KB or model problem)
+HANDOFF_MIN_BOT_CONVERSATIONS = 20  # per 15 minutes, before the rate means anything
+SLA_BREACHES_THRESHOLD = 1  # any ticket escalated for a missed deadline
+ITERATOR_AGE_THRESHOLD_MS = 60_000  # a stream consumer a minute behind (analytics, search index, escalations)
 
 
 class ApiGatewayLogging(Construct):
@@ -83,6 +89,7 @@ class Monitoring(Construct):
         dead_letter_queues: dict[str, sqs.IQueue],
         web_socket_api_id: str,
         rest_api: apigw.RestApi,
+        stream_consumers: list[str] = (),
     ) -> None:
         super().__init__(scope, construct_id)
 
@@ -173,7 +180,70 @@ class Monitoring(Construct):
             "kefu REST API: 5XX responses",
         )
 
+        for name in stream_consumers:
+            alarm(
+                f"{name}IteratorAge",
+                functions[name].metric("IteratorAge", period=PERIOD, statistic="Maximum"),
+                ITERATOR_AGE_THRESHOLD_MS,
+                2,
+                f"kefu {name}: its stream is read {ITERATOR_AGE_THRESHOLD_MS // 1000}+ s late (throttled, failing or slow)",
+            )
+
+        # the service, from the EMF metrics the stream handlers emit (kefu.analytics)
+        service = lambda name, statistic, period=PERIOD: cloudwatch.Metric(  # noqa: E731
+            namespace=analytics.EMF_NAMESPACE, metric_name=name, dimensions_map={"service": "kefu"},
+            period=period, statistic=statistic,
+        )
+        alarm(
+            "QueueWaitP90",
+            service("QueueWaitSeconds", "p90"),
+            QUEUE_WAIT_P90_THRESHOLD_S,
+            3,
+            f"kefu: 90% of customers wait up to {QUEUE_WAIT_P90_THRESHOLD_S} s or longer for an agent (15 minutes)",
+        )
+        quarter = Duration.minutes(15)
+        alarm(
+            "HandoffRate",
+            cloudwatch.MathExpression(
+                expression=f"IF(bot >= {HANDOFF_MIN_BOT_CONVERSATIONS}, handoffs / bot, 0)",
+                using_metrics={"bot": service(analytics.EMF_BOT_CONVERSATIONS, "Sum", quarter),
+                               "handoffs": service(analytics.EMF_COUNTS["handoff"], "Sum", quarter)},
+                label="bot handoff rate", period=quarter,
+            ),
+            HANDOFF_RATE_THRESHOLD,
+            1,
+            f"kefu: the bot hands over {HANDOFF_RATE_THRESHOLD:.0%}+ of its conversations (15 minutes, "
+            f"{HANDOFF_MIN_BOT_CONVERSATIONS}+ of them): check the knowledge base and the model",
+        )
+        alarm(
+            "SlaBreaches",
+            service(analytics.EMF_SLA_BREACHES, "Sum"),
+            SLA_BREACHES_THRESHOLD,
+            1,
+            "kefu: tickets escalated because an SLA deadline passed",
+        )
+
         self.dashboard = cloudwatch.Dashboard(self, "Dashboard", default_interval=Duration.hours(3))
+        self.dashboard.add_widgets(
+            cloudwatch.GraphWidget(
+                title="Customers: wait and first response (s)",
+                left=[service("QueueWaitSeconds", "p50"), service("QueueWaitSeconds", "p90"),
+                      service("FirstResponseSeconds", "p90")],
+                width=8,
+            ),
+            cloudwatch.GraphWidget(
+                title="Conversations, bot and handoffs",
+                left=[service("Conversations", "Sum"), service(analytics.EMF_BOT_CONVERSATIONS, "Sum"),
+                      service("BotHandoffs", "Sum")],
+                width=8,
+            ),
+            cloudwatch.GraphWidget(
+                title="Handle time (s), CSAT and SLA breaches",
+                left=[service("HandleSeconds", "Average")],
+                right=[service("CsatScore", "Average"), service(analytics.EMF_SLA_BREACHES, "Sum")],
+                width=8,
+            ),
+        )
         ws_metric = lambda name: cloudwatch.Metric(  # noqa: E731
             namespace="AWS/ApiGateway", metric_name=name, dimensions_map=ws_dimensions, period=PERIOD, statistic="Sum"
         )

@@ -73,6 +73,7 @@ class KefuStack(Stack):
             },
             web_socket_api_id=self.realtime.api.api_id,
             rest_api=self.rest.api,
+            stream_consumers=sorted(self.functions.dead_letter_queues),
         )
 
         CfnOutput(self, "WebSocketUrl", value=self.realtime.stage.url, description="wss:// endpoint for clients")

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections import Counter
 
+from aws_lambda_powertools import Metrics
 from aws_lambda_powertools.utilities.data_classes import DynamoDBStreamEvent, event_source
 from aws_lambda_powertools.utilities.data_classes.dynamo_db_stream_event import DynamoDBRecordEventName
 
@@ -20,6 +21,7 @@ from kefu import analytics, metrics, wiring
 from kefu.logs import logger
 
 analytics_store = wiring.analytics_store
+metrics_out = Metrics(namespace=analytics.EMF_NAMESPACE)  # CloudWatch EMF (namespace from POWERTOOLS_METRICS_NAMESPACE): the stack's alarms
 
 def analytics_chunks(records: list, max_keys: int) -> list[tuple[int, str, str, dict, Counter]]:
     """Runs of consecutive records whose updates fit one transaction (at most max_keys items): (index of
@@ -32,6 +34,7 @@ def analytics_chunks(records: list, max_keys: int) -> list[tuple[int, str, str, 
             continue
         facts = analytics.facts_from_record(record.event_name.name if record.event_name else "",
                                             record.dynamodb.old_image, record.dynamodb.new_image)
+        emit(facts)
         more = analytics.aggregate(facts)
         counters = (Counter(metrics.counters_for(record.dynamodb.new_image or {}))
                     if record.event_name is DynamoDBRecordEventName.INSERT else Counter())
@@ -47,6 +50,12 @@ def analytics_chunks(records: list, max_keys: int) -> list[tuple[int, str, str, 
     if first is not None:
         chunks.append((start, first, last, current, hourly))
     return chunks
+
+
+def emit(facts: list) -> None:
+    for name, (unit, values) in analytics.emf_values(facts).items():
+        for value in values:
+            metrics_out.add_metric(name=name, unit=unit, value=value)
 
 
 @event_source(data_class=DynamoDBStreamEvent)
@@ -66,7 +75,15 @@ def handler(event: DynamoDBStreamEvent, context):
             logger.exception("analytics write failed: the batch is retried from this run of records",
                              extra={"firstSequenceNumber": first})
             logger.info("stream batch", extra={"records": len(records), "analytics": written})
+            metrics_out.clear_metrics()  # dropped (the retry emits what it brings again): EMF is monitoring, the aggregates are the record
             return {"batchItemFailures": [{"itemIdentifier": records[start].dynamodb.sequence_number}]}
         written["applied" if applied else "skipped"] += 1
     logger.info("stream batch", extra={"records": len(records), "analytics": written})
+    flush()
     return {"batchItemFailures": []}
+
+
+def flush() -> None:
+    """The batch's EMF metrics (one log line), if it had any: Powertools warns about an empty set."""
+    if metrics_out.metric_set:
+        metrics_out.flush_metrics()

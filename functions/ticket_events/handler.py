@@ -4,29 +4,39 @@ deadline. Runs are named by ticket and deadline, so redelivered records change n
 
 from __future__ import annotations
 
+from aws_lambda_powertools import Metrics
 from aws_lambda_powertools.utilities.data_classes import DynamoDBStreamEvent, event_source
 
-from kefu import wiring
+from kefu import analytics, wiring
 from kefu.adapters.ticket_store import ticket_from_image
 from kefu.logs import logger
 from kefu.tickets import TICKET_SK, escalation_input, escalation_plan
 
 
+metrics_out = Metrics(namespace=analytics.EMF_NAMESPACE)  # CloudWatch EMF: SLA breaches (each escalation is a deadline missed)
+
+
 @event_source(data_class=DynamoDBStreamEvent)
 def handler(event: DynamoDBStreamEvent, context):
     started = stopped = 0
+    breaches = 0
     for record in event.records:
         change = record.dynamodb
         if change is None or (change.new_image or change.old_image or {}).get("sk") != TICKET_SK:
             continue
         old = ticket_from_image(change.old_image) if change.old_image else None
         new = ticket_from_image(change.new_image) if change.new_image else None
+        if old is not None and new is not None and new.escalation_level > old.escalation_level:
+            breaches += 1
         stop, start = escalation_plan(old, new)
         if stop:
             stopped += wiring.escalations().stop(stop, cause=f"ticket {new.status if new else 'deleted'}")
         if start:
             payload = escalation_input(new, wiring.tickets().settings(new.workspace))
             started += wiring.escalations().start(start, payload)
+    if breaches:
+        metrics_out.add_metric(name=analytics.EMF_SLA_BREACHES, unit="Count", value=breaches)
+        metrics_out.flush_metrics()
     if started or stopped:
         logger.info("escalation runs", extra={"started": started, "stopped": stopped})
     return {"started": started, "stopped": stopped}

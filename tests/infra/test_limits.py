@@ -36,3 +36,24 @@ def test_the_chat_page_may_be_framed_by_the_widget_and_the_console_may_not(synth
     assert headers["ContentSecurityPolicy"]["ContentSecurityPolicy"] == "frame-ancestors *"
     assert headers["StrictTransportSecurity"]["AccessControlMaxAgeSec"] == 365 * 24 * 3600
     assert chat["ViewerProtocolPolicy"] == "redirect-to-https"
+
+
+def test_service_alarms_watch_the_emf_metrics_and_the_streams(synthesized):
+    from kefu import analytics
+
+    alarms = {k: a["Properties"] for k, a in synthesized.of_type("AWS::CloudWatch::Alarm").items()}
+
+    def find(fragment):
+        return [p for k, p in alarms.items() if fragment in k]
+
+    (wait,) = find("QueueWaitP90")
+    assert wait["MetricName"] == "QueueWaitSeconds" and wait["Namespace"] == analytics.EMF_NAMESPACE
+    assert wait["ExtendedStatistic"] == "p90" and wait["Threshold"] == 300 and wait["EvaluationPeriods"] == 3
+    (handoff,) = find("HandoffRate")
+    expression = next(m for m in handoff["Metrics"] if "Expression" in m)["Expression"]
+    assert expression.startswith("IF(bot >= 20") and handoff["Threshold"] == 0.6
+    (sla,) = find("SlaBreaches")
+    assert sla["MetricName"] == analytics.EMF_SLA_BREACHES and sla["Threshold"] == 1
+    ages = find("IteratorAge")
+    assert len(ages) >= 3 and all(a["MetricName"] == "IteratorAge" and a["Threshold"] == 60000 for a in ages)
+    assert all(a["AlarmActions"] for a in (wait, handoff, sla, *ages))  # to the alarm topic

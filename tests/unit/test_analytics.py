@@ -255,3 +255,30 @@ def test_first_response_time_from_the_first_agent_message():
     c = day(analytics.aggregate(facts))
     assert (c["frtCount"], c["frtSum"], c["frt3"]) == (1, 40, 1)  # the 30 < s <= 60 bucket
     assert analytics.rates(c)["frtP50S"] == 60.0
+
+
+def test_the_cloudwatch_metrics_of_a_batch():
+    values = analytics.emf_values(all_facts(event_log()))
+    unit, waits = values["QueueWaitSeconds"]
+    assert unit == "Seconds" and len(waits) == 10 and 4000.0 in waits  # one value per first assignment
+    assert values["Conversations"] == ("Count", [14.0]) and values["BotConversations"] == ("Count", [3.0])
+    assert values["BotHandoffs"] == ("Count", [1.0]) and values["ConversationsClosed"] == ("Count", [14.0])
+    assert len(values["CsatScore"][1]) == 7 and set(values["CsatScore"][1]) <= {1.0, 2.0, 3.0, 4.0, 5.0}
+
+
+def test_the_stream_handler_writes_embedded_metric_format(monkeypatch):
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[2] / "functions" / "stream_metrics" / "handler.py"
+    spec = importlib.util.spec_from_file_location("stream_metrics_handler_under_test", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    module.emit(all_facts(event_log()))
+    emf = module.metrics_out.serialize_metric_set()
+    directive = emf["_aws"]["CloudWatchMetrics"][0]
+    assert directive["Namespace"] == analytics.EMF_NAMESPACE
+    names = {m["Name"] for m in directive["Metrics"]}
+    assert {"QueueWaitSeconds", "HandleSeconds", "Conversations", "BotHandoffs", "CsatScore"} <= names
+    assert len(emf["QueueWaitSeconds"]) == 10 and emf["Conversations"] in (14.0, [14.0])
+    module.metrics_out.clear_metrics()

@@ -313,3 +313,42 @@ def report(counters_by_period: Mapping[str, Mapping[str, int]], periods_: list[s
         merge(total, counters)
         series.append({"period": period, **rates(counters)})
     return {"series": series, "total": rates(total)}
+
+
+# ---------------------------------------------------------------- CloudWatch (embedded metric format)
+
+# The service metrics the stack's alarms and dashboard watch (namespace POWERTOOLS_METRICS_NAMESPACE,
+# dimension service only: workspaces are too many to be dimensions; per-workspace numbers live in the
+# aggregates above). Names here are the single source for infra/observability.py.
+EMF_NAMESPACE = "kefu"
+EMF_SECONDS = {"assigned": ("QueueWaitSeconds", "wait_s"), "first_response": ("FirstResponseSeconds", "frt_s"),
+               "closed": ("HandleSeconds", "handle_s")}
+EMF_COUNTS = {"opened": "Conversations", "handoff": "BotHandoffs", "closed": "ConversationsClosed"}
+EMF_BOT_CONVERSATIONS = "BotConversations"
+EMF_CSAT = "CsatScore"
+EMF_SLA_BREACHES = "SlaBreaches"
+
+
+def emf_values(facts: Iterable[Fact]) -> dict[str, tuple[str, list[float]]]:
+    """{metric name: (unit, values)} for one batch's facts: durations as individual values (CloudWatch
+    computes p90 from them), counts as one sum."""
+    out: dict[str, tuple[str, list[float]]] = {}
+
+    def add(name: str, unit: str, value: float) -> None:
+        out.setdefault(name, (unit, []))[1].append(float(value))
+
+    counts: dict[str, int] = {}
+    for f in facts:
+        if f.kind in EMF_SECONDS:
+            name, field_ = EMF_SECONDS[f.kind]
+            if f.values.get(field_) is not None:
+                add(name, "Seconds", f.values[field_])
+        if f.kind in EMF_COUNTS:
+            counts[EMF_COUNTS[f.kind]] = counts.get(EMF_COUNTS[f.kind], 0) + 1
+        if f.kind == "opened" and f.values.get("bot"):
+            counts[EMF_BOT_CONVERSATIONS] = counts.get(EMF_BOT_CONVERSATIONS, 0) + 1
+        if f.kind == "csat":
+            add(EMF_CSAT, "None", f.values["score"])
+    for name, n in counts.items():
+        add(name, "Count", n)
+    return out
