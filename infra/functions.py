@@ -204,6 +204,9 @@ class Functions(Construct):
                 environment[schema.ENV_OPENSEARCH_SIGV4] = "1"
             if spec.issues_api_keys:
                 environment[schema.ENV_USAGE_PLAN_NAME] = usage_plan_name()
+            if spec.name == schema.REST_FUNCTION and self.node.try_get_context("kefu:corsOrigins"):
+                origins = self.node.try_get_context("kefu:corsOrigins")
+                environment[schema.ENV_CORS_ORIGINS] = ",".join(origins if isinstance(origins, list) else [origins])
             if spec.escalations:
                 environment[schema.ENV_ESCALATION_ARN] = escalation.state_machine.state_machine_arn
             environment.update(spec.extra_env)

@@ -3,12 +3,20 @@
  *
  *   <script src="https://CHAT-HOST/widget.js" data-workspace="demo" async
  *           data-token="(optional) a visitor token your backend got from POST /integrations/visitor-tokens"
- *           data-lang="(optional) zh | en"></script>
+ *           data-lang="(optional) zh | en"
+ *           data-api="(optional) the REST API's base URL, when not this host's /api"
+ *           data-cart-value="(optional) the cart's value, for proactive rules (or kefuWidget.setCart(v))"></script>
  *
  * It adds a launcher button and opens the chat (customer.html from the same host) in an iframe: the host
  * page's styles and scripts cannot reach the conversation, and the chat cannot touch the page. Without
  * data-token the visitor is anonymous; with one, the chat greets them by name and continues their
  * conversation on every channel. On a phone-sized screen the chat fills the screen. Escape closes it.
+ *
+ * Proactive invitations: the workspace's rules (GET /workspaces/{ws}/proactive; set by admins) are evaluated
+ * here, on the page: time on page, the URL, the cart's value, a returning visitor, exit intent. The first
+ * rule whose conditions all hold shows its message next to the launcher (as text), within its caps per
+ * visitor and day and per visit (counted in this site's localStorage / sessionStorage). The page can call
+ * window.kefuWidget.open(), .close() and .setCart(value).
  */
 (function () {
   "use strict";
@@ -24,6 +32,7 @@
   var zh = (script.dataset.lang || navigator.language || "zh").toLowerCase().indexOf("zh") === 0;
   var label = zh ? "在线客服" : "Chat with us";
   var closeLabel = zh ? "关闭客服窗口" : "Close the chat";
+  var dismissLabel = zh ? "关闭邀请" : "Dismiss";
 
   var style = document.createElement("style");
   style.textContent = [
@@ -35,6 +44,13 @@
     ".kefu-frame{position:fixed;right:20px;bottom:84px;z-index:2147483001;width:380px;height:600px;",
     "max-height:calc(100vh - 104px);border:0;border-radius:16px;background:#fff;box-shadow:0 12px 40px rgba(16,24,40,.3)}",
     "@media (max-width:480px){.kefu-frame{inset:0;width:100%;height:100%;max-height:none;border-radius:0}}",
+    ".kefu-invite{position:fixed;right:20px;bottom:78px;z-index:2147483000;max-width:300px;display:flex;gap:6px;",
+    "align-items:flex-start;background:#fff;color:#1d2433;border-radius:14px;padding:12px 10px 12px 14px;",
+    "font:15px/1.45 system-ui,sans-serif;box-shadow:0 8px 28px rgba(16,24,40,.25)}",
+    ".kefu-invite button{font:inherit;border:0;background:none;cursor:pointer;color:#1d2433}",
+    ".kefu-invite .kefu-invite-text{text-align:left;padding:0}",
+    ".kefu-invite .kefu-invite-close{font-size:18px;line-height:1;padding:0 4px;color:#4b5565}",
+    ".kefu-invite button:focus-visible{outline:3px solid #0b3d82;outline-offset:2px}",
   ].join("");
   document.head.appendChild(style);
 
@@ -55,6 +71,7 @@
     return url.toString();
   }
   function open() {
+    dismiss();
     if (!frame) {
       frame = document.createElement("iframe");
       frame.id = "kefu-frame";
@@ -76,6 +93,107 @@
     launcher.focus();
   }
   launcher.onclick = function () { return frame && !frame.hidden ? close() : open(); };
+
+  // ---------------------------------------------------------------- proactive invitations
+  var api = (script.dataset.api || new URL("api", base).toString()).replace(/\/+$/, "");
+  var stateKey = "kefu.proactive." + workspace;
+  var state = read(localStorage, stateKey) || { visits: 0, shown: {} };
+  var session = read(sessionStorage, stateKey) || { shown: {}, counted: false };
+  if (!session.counted) { // one visit per browser session (a reload is the same visit)
+    session.returning = state.visits > 0;
+    state.visits += 1;
+    session.counted = true;
+    write(localStorage, stateKey, state);
+    write(sessionStorage, stateKey, session);
+  }
+  var returning = !!session.returning;
+  var cartValue = Number(script.dataset.cartValue || 0) || 0;
+  var startedAt = Date.now();
+  var exited = false;
+  var rules = [];
+  var invite = null;
+
+  function read(storage, key) {
+    try { return JSON.parse(storage.getItem(key) || "null"); } catch (e) { return null; }
+  }
+  function write(storage, key, value) {
+    try { storage.setItem(key, JSON.stringify(value)); } catch (e) { /* storage off: no caps kept */ }
+  }
+  function today() { return new Date().toISOString().slice(0, 10); }
+  function glob(pattern) {
+    return new RegExp("^" + pattern.split("*").map(function (p) { return p.replace(/[.+?^${}()|[\]\\]/g, "\\$&"); })
+      .join(".*") + "$");
+  }
+  function holds(rule) {
+    var t = rule.trigger || {};
+    if (t.timeOnPageSeconds != null && Date.now() - startedAt < t.timeOnPageSeconds * 1000) return false;
+    if (t.urlPattern && !glob(t.urlPattern).test(location.href)) return false;
+    if (t.minCartValue != null && cartValue < t.minCartValue) return false;
+    if (t.returningVisitor != null && t.returningVisitor !== returning) return false;
+    if (t.exitIntent && !exited) return false;
+    var day = state.shown[rule.id] || {};
+    if (day.day === today() && day.count >= (rule.maxPerDay || 1)) return false;
+    if ((session.shown[rule.id] || 0) >= (rule.maxPerSession || 1)) return false;
+    return true;
+  }
+  function evaluate() {
+    if (invite || (frame && !frame.hidden)) return;
+    for (var i = 0; i < rules.length; i++) {
+      if (holds(rules[i])) return show(rules[i]);
+    }
+  }
+  function show(rule) {
+    var day = state.shown[rule.id] || {};
+    state.shown[rule.id] = { day: today(), count: day.day === today() ? day.count + 1 : 1 };
+    session.shown[rule.id] = (session.shown[rule.id] || 0) + 1;
+    write(localStorage, stateKey, state);
+    write(sessionStorage, stateKey, session);
+    invite = document.createElement("div");
+    invite.className = "kefu-invite";
+    invite.setAttribute("role", "status");
+    invite.dataset.rule = rule.id;
+    var text = document.createElement("button");
+    text.type = "button";
+    text.className = "kefu-invite-text";
+    text.textContent = rule.message; // text, never HTML
+    text.onclick = function () { dismiss(); open(); };
+    var x = document.createElement("button");
+    x.type = "button";
+    x.className = "kefu-invite-close";
+    x.setAttribute("aria-label", dismissLabel);
+    x.textContent = "×";
+    x.onclick = dismiss;
+    invite.appendChild(text);
+    invite.appendChild(x);
+    document.body.appendChild(invite);
+  }
+  function dismiss() {
+    if (invite) invite.remove();
+    invite = null;
+  }
+  document.addEventListener("mouseout", function (e) { // exit intent: the pointer leaves through the top
+    if (!e.relatedTarget && e.clientY <= 0 && !exited) {
+      exited = true;
+      evaluate();
+    }
+  });
+  document.addEventListener("keydown", function (e) { if (e.key === "Escape" && invite) dismiss(); });
+  fetch(api + "/workspaces/" + encodeURIComponent(workspace) + "/proactive")
+    .then(function (r) { return r.ok ? r.json() : { rules: [] }; })
+    .then(function (body) {
+      rules = (body && body.rules) || [];
+      rules.forEach(function (rule) {
+        var t = rule.trigger || {};
+        if (t.timeOnPageSeconds != null) setTimeout(evaluate, t.timeOnPageSeconds * 1000 + 50);
+      });
+      evaluate();
+    })
+    .catch(function () { /* no rules: the launcher alone */ });
+  window.kefuWidget = {
+    open: function () { dismiss(); open(); },
+    close: close,
+    setCart: function (value) { cartValue = Number(value) || 0; evaluate(); },
+  };
   document.addEventListener("keydown", function (e) { if (e.key === "Escape" && frame && !frame.hidden) close(); });
   // the chat asks to close (its own close button, Escape inside it) or says a reply arrived while closed
   window.addEventListener("message", function (e) {

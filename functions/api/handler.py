@@ -2,22 +2,28 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+import os
+from functools import lru_cache
+from typing import Annotated, Any, Literal
 
-from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
+from aws_lambda_powertools.event_handler import APIGatewayRestResolver, CORSConfig, Response
 from aws_lambda_powertools.event_handler.exceptions import NotFoundError
 from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
 from aws_lambda_powertools.event_handler.openapi.params import Query
 from pydantic import BaseModel, Field, StringConstraints
 
-from kefu import attachments, schema, tokens, wiring
+from kefu import attachments, experiments, schema, tokens, wiring
 from kefu.errors import Conflict, ConversationClosed, Forbidden, InvalidRequest, KefuError, NotFound, Unauthorized
 from kefu.knowledge import MAX_IMPORT_LINES, parse_article, parse_jsonl
-from kefu.models import Agent, Principal
+from kefu.models import Agent, Principal, now_iso
 from kefu.routing import RoutingSettings
 from kefu.logs import logger
 
-app = APIGatewayRestResolver(enable_validation=True)
+_origins = [o.strip() for o in os.environ.get(schema.ENV_CORS_ORIGINS, "*").split(",") if o.strip()] or ["*"]
+# responses carry the CORS headers (the preflight is answered by API Gateway, or here on the local stack)
+app = APIGatewayRestResolver(enable_validation=True, cors=CORSConfig(
+    allow_origin=_origins[0], extra_origins=_origins[1:], max_age=3600,
+    allow_headers=["Content-Type", "Authorization", "X-Api-Key", "Idempotency-Key"]))
 store = wiring.store()
 
 STATUS = {"unauthorized": 401, "forbidden": 403, "not_found": 404, "conflict": 409, "invalid_request": 422,
@@ -666,6 +672,64 @@ def put_quick_replies(workspace: str, body: QuickReplies) -> dict:
     return {"items": items}
 
 
+# ---------------------------------------------------------------- proactive invitations (the widget)
+
+
+class ProactiveTrigger(BaseModel):
+    """When the widget invites: every condition given must hold (the widget evaluates them on the page)."""
+
+    timeOnPageSeconds: int | None = Field(default=None, ge=0, le=3600, description="after this long on the page")
+    urlPattern: str | None = Field(default=None, min_length=1, max_length=200,
+                                   description="the page's URL matches this glob (* is any text), e.g. */checkout*")
+    minCartValue: float | None = Field(default=None, ge=0, le=1e9, description="the cart is worth at least this "
+                                       "(the page tells the widget: data-cart-value or kefuWidget.setCart)")
+    returningVisitor: bool | None = Field(default=None, description="true: only visitors seen before; false: only new")
+    exitIntent: bool = Field(default=False, description="when the pointer leaves the top of the window")
+
+
+class ProactiveRule(BaseModel):
+    id: Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9-]{0,39}$")]
+    message: str = Field(min_length=1, max_length=500, description="the invitation, shown as text")
+    trigger: ProactiveTrigger
+    maxPerDay: int = Field(default=1, ge=1, le=10, description="invitations of this rule per visitor and day")
+    maxPerSession: int = Field(default=1, ge=1, le=10, description="per visit (the page's session)")
+    enabled: bool = True
+
+
+class ProactiveRules(BaseModel):
+    rules: list[ProactiveRule] = Field(max_length=20, description="evaluated in order; the first that fires wins")
+
+
+def _check_proactive(body: ProactiveRules) -> None:
+    ids = [r.id for r in body.rules]
+    if len(ids) != len(set(ids)):
+        raise InvalidRequest("rules: every id once")
+    for rule in body.rules:
+        t = rule.trigger
+        if t.timeOnPageSeconds is None and t.urlPattern is None and t.minCartValue is None \
+                and t.returningVisitor is None and not t.exitIntent:
+            raise InvalidRequest(f"rule {rule.id}: a trigger needs at least one condition")
+
+
+@app.get("/workspaces/<workspace>/proactive")
+def get_proactive(workspace: str) -> dict:
+    """The widget's proactive invitations (public: the widget reads them on a shop's page before any
+    token). Disabled rules are left out."""
+    if not tokens.WORKSPACE_RE.match(workspace) or not store.workspace_exists(workspace):
+        raise NotFound("no such workspace")
+    return {"rules": [r for r in wiring.channel_store().proactive_rules(workspace) if r.get("enabled", True)]}
+
+
+@app.put("/workspaces/<workspace>/proactive")
+def put_proactive(workspace: str, body: ProactiveRules) -> dict:
+    """Replace the proactive rules (admins)."""
+    _staff(workspace, "admin")
+    _check_proactive(body)
+    rules = [r.model_dump() for r in body.rules]
+    wiring.channel_store().put_proactive_rules(workspace, rules)
+    return {"rules": rules}
+
+
 # ---------------------------------------------------------------- channels
 
 PLAIN = {"description": "plain text", "content": {"text/plain": {"schema": {"type": "string"}}}}
@@ -1161,6 +1225,189 @@ def _caller():
     if scheme.lower() != "bearer" or not token:
         raise Unauthorized("send Authorization: Bearer <token>")
     return tokens.verify(wiring.signing_key(), token)
+
+
+# ---------------------------------------------------------------- A/B experiments and conversions (issue 7)
+
+ExperimentKind = Literal["greeting", "proactive_delay", "routing_mode", "quick_reply_wording"]
+EventType = Literal["order_placed", "payment_succeeded"]
+ExperimentId = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=tokens.ID_RE.pattern)]
+
+
+class ExperimentVariantIn(BaseModel):
+    id: str = Field(min_length=1, max_length=32, pattern=r"^[A-Za-z0-9_.\-]{1,32}$")
+    weight: int = Field(ge=1, le=experiments.MAX_TOTAL_WEIGHT, description="traffic share; weights sum to at "
+                        f"most {experiments.MAX_TOTAL_WEIGHT}")
+    value: Any = Field(default=None, description="what the variant shows: greeting text; proactive_delay seconds "
+                       "(0-3600); routing_mode bot_first | human_first; quick_reply_wording a text or a list of texts")
+
+
+class ExperimentCreate(BaseModel):
+    name: str = Field(min_length=1, max_length=120)
+    kind: ExperimentKind
+    variants: list[ExperimentVariantIn] = Field(min_length=experiments.MIN_VARIANTS,
+                                                max_length=experiments.MAX_VARIANTS,
+                                                description="the first variant is the control")
+    attributionWindowSeconds: int = Field(default=experiments.DEFAULT_WINDOW_S, ge=60, le=experiments.MAX_WINDOW_S)
+
+
+class ExperimentStop(BaseModel):
+    winner: str | None = Field(default=None, min_length=1, max_length=32,
+                               description="the variant to roll out to everyone")
+
+
+class BusinessEventIn(BaseModel):
+    eventId: ExperimentId = Field(description="your id of the event: a resent event (same id) counts once")
+    type: EventType
+    value: float = Field(default=0, ge=0, le=1e12, allow_inf_nan=False)
+    currency: str = Field(default="CNY", pattern=r"^[A-Z]{3}$")
+    at: str | None = Field(default=None, max_length=40, description="ISO 8601 instant (default: now)")
+
+
+class IntegratorBusinessEvent(BusinessEventIn):
+    customerId: ExperimentId
+
+
+@lru_cache(maxsize=1)
+def _experiment_store():
+    from kefu.adapters.experiment_store import ExperimentStore
+
+    return ExperimentStore()
+
+
+@app.post("/workspaces/<workspace>/experiments", status_code=201)
+def create_experiment(workspace: str, body: ExperimentCreate) -> dict:
+    """Create a draft experiment (admins). Start it to assign visitors."""
+    _staff(workspace, "admin")
+    experiment = experiments.new_experiment(workspace, body.name, body.kind,
+                                            [v.model_dump() for v in body.variants], body.attributionWindowSeconds)
+    _experiment_store().create(experiment)
+    return experiment.public()
+
+
+@app.get("/workspaces/<workspace>/experiments")
+def list_experiments(workspace: str) -> dict:
+    """The workspace's experiments, oldest first (supervisors and admins)."""
+    _staff(workspace, "supervisor")
+    return {"items": [e.public() for e in _experiment_store().list(workspace)]}
+
+
+@app.get("/workspaces/<workspace>/experiments/assignments")
+def experiment_assignments(workspace: str) -> dict:
+    """The widget (a visitor token of this workspace): this visitor's variant of every running experiment
+    (and the winner of every rolled-out one). The first call exposes the visitor, once per experiment."""
+    who = _visitor(workspace)
+    store_ = _experiment_store()
+    now = now_iso()
+    store_.mark_seen(workspace, who.id, now)
+    out = []
+    for experiment in store_.list(workspace):
+        variant = experiments.assign(experiment, who.id)
+        if variant is None:
+            continue
+        if experiment.status == "running":
+            store_.expose(experiment, who.id, variant.id, now)
+        out.append({"experimentId": experiment.id, "kind": experiment.kind, "variantId": variant.id,
+                    "value": variant.value, "rolledOut": experiment.winner is not None})
+    return {"visitorKey": who.id, "assignments": out}
+
+
+@app.get("/workspaces/<workspace>/experiments/<experiment_id>")
+def get_experiment(workspace: str, experiment_id: str) -> dict:
+    """An experiment with its results per variant (supervisors and admins)."""
+    _staff(workspace, "supervisor")
+    experiment = _experiment(workspace, experiment_id)
+    counts = _experiment_store().counts(workspace, experiment.id)
+    return {**experiment.public(), "results": experiments.results(experiment, counts)}
+
+
+@app.post("/workspaces/<workspace>/experiments/<experiment_id>/start")
+def start_experiment(workspace: str, experiment_id: str) -> dict:
+    """Start a draft experiment (admins): visitors are assigned from now on."""
+    _staff(workspace, "admin")
+    experiment = _experiment(workspace, experiment_id)
+    started = experiments.start(experiment)
+    if not _experiment_store().replace(started, experiment.status):
+        raise Conflict("the experiment changed meanwhile; read it again")
+    return started.public()
+
+
+@app.post("/workspaces/<workspace>/experiments/<experiment_id>/stop")
+def stop_experiment(workspace: str, experiment_id: str, body: ExperimentStop | None = None) -> dict:
+    """Stop a running experiment (admins); with `winner`, roll that variant out to everyone. Without a
+    winner the product's defaults apply again; a winner may still be given later."""
+    _staff(workspace, "admin")
+    experiment = _experiment(workspace, experiment_id)
+    stopped = experiments.stop(experiment, body.winner if body else None)
+    if not _experiment_store().replace(stopped, experiment.status):
+        raise Conflict("the experiment changed meanwhile; read it again")
+    return stopped.public()
+
+
+@app.post(f"{schema.INTEGRATIONS_PREFIX}/events")
+def integrator_event(body: IntegratorBusinessEvent) -> dict:
+    """A business event of a customer (an order, a payment), reported by the integrator's backend:
+    credited to the customer's latest conversation within 24 h before it and counted as a conversion in
+    the experiments the customer was exposed to. Idempotent on eventId."""
+    return _business_event(_integrator(), body.customerId, body)
+
+
+@app.post("/workspaces/<workspace>/events")
+def widget_event(workspace: str, body: BusinessEventIn) -> dict:
+    """A business event reported by the widget (a visitor token; the customer is the token's subject).
+    Idempotent on eventId."""
+    return _business_event(workspace, _visitor(workspace).id, body)
+
+
+@app.get("/workspaces/<workspace>/conversions")
+def conversions_report(workspace: str) -> dict:
+    """Conversion of the visitors the widget has seen: those who chatted (at least one conversation) vs.
+    those who did not (supervisors and admins). Observational, not causal; at most 10,000 visitors each."""
+    _staff(workspace, "supervisor")
+    store_ = _experiment_store()
+    seen, converted = store_.visitors(workspace, "SEEN"), store_.visitors(workspace, "BUY")
+    chatted: set[str] = set()
+    cursor = None
+    for _ in range(100):
+        page, cursor = store.list_conversations(workspace, {}, cursor, 100)
+        chatted.update(c.customer_id for c in page)
+        if not cursor:
+            break
+    return experiments.chat_conversion(seen, chatted, converted)
+
+
+def _business_event(workspace: str, customer_id: str, body: BusinessEventIn) -> dict:
+    try:
+        at = experiments.iso(experiments.parse_time(body.at)) if body.at else now_iso()
+    except ValueError:
+        raise InvalidRequest("at: an ISO 8601 instant, like 2026-11-21T09:30:00Z") from None
+    conversations = [(c.id, c.opened_at) for c in store.conversations_of_customer(workspace, customer_id, 20)]
+    credited = experiments.credited_conversation(at, conversations)
+    event = {"eventId": body.eventId, "type": body.type, "value": body.value, "currency": body.currency,
+             "at": at, "customerId": customer_id, "conversationId": credited}
+    store_ = _experiment_store()
+    if not store_.record_event(workspace, customer_id, event):
+        return {"eventId": body.eventId, "duplicate": True, "conversationId": None, "experiments": []}
+    counted = store_.record_conversions(store_.list(workspace), customer_id, body.eventId, at)
+    return {"eventId": body.eventId, "duplicate": False, "conversationId": credited, "experiments": counted}
+
+
+def _experiment(workspace: str, experiment_id: str):
+    experiment = (_experiment_store().get(workspace, experiment_id) if tokens.ID_RE.match(experiment_id)
+                  else None)
+    if experiment is None:
+        raise NotFound("no such experiment")
+    return experiment
+
+
+def _visitor(workspace: str) -> Principal:
+    """The calling visitor (a customer token of this workspace)."""
+    who = _caller()
+    if who.workspace != workspace:
+        raise NotFound("no such workspace")
+    if who.role != "customer":
+        raise Forbidden("this is for the widget (a visitor token)")
+    return who
 
 
 @app.exception_handler(KefuError)

@@ -16,7 +16,7 @@ from kefu import schema
 from . import config
 
 DOCUMENT = config.ROOT / "docs" / "openapi.json"
-NO_AUTH = {("GET", "/health"), ("POST", "/workspaces/{workspace}/visitor-tokens")}
+NO_AUTH = {("GET", "/health"), ("POST", "/workspaces/{workspace}/visitor-tokens"), ("GET", "/workspaces/{workspace}/proactive")}
 ERRORS = {
     "400": "The request cannot be read",
     "401": "No valid token or API key",

@@ -77,7 +77,8 @@ DIRECTORY = Table(
     local_name="kefu-directory",
     # pk workspace id; sk "WORKSPACE" (name, routing settings) or "AGENT#{agentId}" (profile, presence,
     # connections, load); pk "{ws}#Q", sk "{queue}#{999-priority}#{arrivalMs}#{conversationId}": the
-    # waiting conversations, in queue order within each queue (one Query reads the whole queue)
+    # waiting conversations, in queue order within each queue (one Query reads the whole queue);
+    # pk "{ws}#EXP", sk "EXP#{experimentId}": A/B experiments (adapters/experiment_store.py)
     partition_key=Key("pk"),
     sort_key=Key("sk"),
 )
@@ -89,6 +90,9 @@ METRICS = Table(
     # pk "{ws}", sk "{hour}#{counter}": counters aggregated from the conversations stream;
     # sk "HANDLE#{hour}#{queue}": handle time totals of closed conversations (queue wait estimates);
     # pk "{ws}#MISS", sk "{day}#{id}": questions the bot could not answer (expire after 90 days)
+    # pk "{ws}#EXP#{experimentId}", sk "N#{variantId}" (exposure / conversion counters), "X#{visitor}" (first
+    # exposure), "C#{visitor}" (conversion, once); pk "{ws}#V#{visitor}", sk "EV#{eventId}": business events
+    # (idempotent on the integrator's event id); pk "{ws}#SEEN" / "{ws}#BUY", sk visitor: seen / converted visitors
     partition_key=Key("pk"),
     sort_key=Key("sk"),
     ttl_attribute="expiresAt",
@@ -185,6 +189,9 @@ EVENT_SOURCE_TICKETS = "kefu.tickets"  # EventBridge source of ticket.escalated 
 # the integrators' usage plan, by name (an id would make a dependency cycle: function -> plan -> stage ->
 # methods -> function): keys issued by the api function join it
 ENV_USAGE_PLAN_NAME = "KEFU_USAGE_PLAN_NAME"
+# the REST API's CORS origins (comma-separated; default "*": bearer tokens and API keys, no cookies): the
+# widget and the console call it from CloudFront's domain, the widget's proactive rules from shops' pages
+ENV_CORS_ORIGINS = "KEFU_CORS_ORIGINS"
 # "1" only in the local stack: outbound HTTP (webhook subscribers, a channel's API base URL) may go to loopback
 ENV_WEBHOOKS_ALLOW_PRIVATE = "KEFU_WEBHOOKS_ALLOW_PRIVATE"
 LOCAL_USAGE_PLAN_NAME = "kefu-integrators"
@@ -399,6 +406,8 @@ REST_FUNCTION = "api"
 REST_PUBLIC_ROUTES: tuple[tuple[str, str], ...] = (
     ("GET", "/health"),
     ("POST", "/workspaces/{workspace}/visitor-tokens"),
+    ("GET", "/workspaces/{workspace}/proactive"),  # the widget, before any token
+    ("PUT", "/workspaces/{workspace}/proactive"),
     ("GET", "/conversations/{conversation_id}/messages"),
     # attachments: an upload ticket (presigned POST) and a download link, for the conversation's participants
     ("POST", "/conversations/{conversation_id}/attachments"),
@@ -456,6 +465,15 @@ REST_PUBLIC_ROUTES: tuple[tuple[str, str], ...] = (
     ("DELETE", "/workspaces/{workspace}/webhooks/{subscription_id}"),
     ("POST", "/workspaces/{workspace}/webhooks/{subscription_id}/rotate-secret"),
     ("GET", "/workspaces/{workspace}/webhooks/{subscription_id}/deliveries"),
+    # A/B experiments (supervisors read, admins write) and the widget's assignments and business events
+    ("POST", "/workspaces/{workspace}/experiments"),
+    ("GET", "/workspaces/{workspace}/experiments"),
+    ("GET", "/workspaces/{workspace}/experiments/assignments"),
+    ("GET", "/workspaces/{workspace}/experiments/{experiment_id}"),
+    ("POST", "/workspaces/{workspace}/experiments/{experiment_id}/start"),
+    ("POST", "/workspaces/{workspace}/experiments/{experiment_id}/stop"),
+    ("POST", "/workspaces/{workspace}/events"),
+    ("GET", "/workspaces/{workspace}/conversions"),
 )
 REST_STAGE = "v1"
 WS_STAGE = "prod"

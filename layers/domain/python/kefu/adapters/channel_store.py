@@ -1,5 +1,6 @@
 """Per-workspace channel settings in the Directory table: pk "{ws}#CHANNELS", sk the channel ("wechat"); and
-the console's quick-reply library: pk "{ws}#QUICK", sk "LIBRARY".
+the console's quick-reply library: pk "{ws}#QUICK", sk "LIBRARY"; the widget's proactive rules: pk
+"{ws}#PROACTIVE", sk "RULES".
 WeChat: the callback token, the Official Account's appId and appSecret (the table is encrypted with the
 stack's KMS key; the secret is never returned by the API), and the API base URL (tests point it at a
 fake on loopback)."""
@@ -32,11 +33,22 @@ class ChannelStore:
 
 
     def quick_replies(self, workspace: str) -> list[dict]:
-        item = self.dynamodb.get_item(TableName=self.table,
-                                      Key={"pk": {"S": f"{workspace}#QUICK"}, "sk": {"S": "LIBRARY"}}).get("Item")
-        return json.loads(item["items"]["S"]) if item else []
+        return self._json_list(f"{workspace}#QUICK", "LIBRARY")
 
     def put_quick_replies(self, workspace: str, items: list[dict]) -> None:
+        self._put_json_list(f"{workspace}#QUICK", "LIBRARY", items)
+
+    def proactive_rules(self, workspace: str) -> list[dict]:
+        """The widget's proactive invitations (kefu.proactive), in order."""
+        return self._json_list(f"{workspace}#PROACTIVE", "RULES")
+
+    def put_proactive_rules(self, workspace: str, rules: list[dict]) -> None:
+        self._put_json_list(f"{workspace}#PROACTIVE", "RULES", rules)
+
+    def _json_list(self, pk: str, sk: str) -> list[dict]:
+        item = self.dynamodb.get_item(TableName=self.table, Key={"pk": {"S": pk}, "sk": {"S": sk}}).get("Item")
+        return json.loads(item["items"]["S"]) if item else []
+
+    def _put_json_list(self, pk: str, sk: str, items: list[dict]) -> None:
         self.dynamodb.put_item(TableName=self.table, Item={
-            "pk": {"S": f"{workspace}#QUICK"}, "sk": {"S": "LIBRARY"},
-            "items": {"S": json.dumps(items, ensure_ascii=False, separators=(",", ":"))}})
+            "pk": {"S": pk}, "sk": {"S": sk}, "items": {"S": json.dumps(items, ensure_ascii=False, separators=(",", ":"))}})
