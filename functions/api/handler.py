@@ -1379,11 +1379,11 @@ def conversions_report(workspace: str) -> dict:
 def _business_event(workspace: str, customer_id: str, body: BusinessEventIn) -> dict:
     try:
         at = experiments.iso(experiments.parse_time(body.at)) if body.at else now_iso()
-    except ValueError:
+    except (ValueError, OverflowError):
         raise InvalidRequest("at: an ISO 8601 instant, like 2026-11-21T09:30:00Z") from None
     conversations = [(c.id, c.opened_at) for c in store.conversations_of_customer(workspace, customer_id, 20)]
     credited = experiments.credited_conversation(at, conversations)
-    event = {"eventId": body.eventId, "type": body.type, "value": body.value, "currency": body.currency,
+    event = {"eventId": body.eventId, "type": body.type, "value": round(body.value, 6), "currency": body.currency,
              "at": at, "customerId": customer_id, "conversationId": credited}
     store_ = _experiment_store()
     if not store_.record_event(workspace, customer_id, event):
