@@ -20,6 +20,7 @@ metrics_out = Metrics(namespace=analytics.EMF_NAMESPACE)  # CloudWatch EMF: SLA 
 def handler(event: DynamoDBStreamEvent, context):
     started = stopped = 0
     breaches = 0
+    source = None
     for record in event.records:
         change = record.dynamodb
         if change is None or (change.new_image or change.old_image or {}).get("sk") != TICKET_SK:
@@ -27,7 +28,15 @@ def handler(event: DynamoDBStreamEvent, context):
         old = ticket_from_image(change.old_image) if change.old_image else None
         new = ticket_from_image(change.new_image) if change.new_image else None
         if old is not None and new is not None and new.escalation_level > old.escalation_level:
-            breaches += 1
+            breaches += new.escalation_level - old.escalation_level
+        facts = analytics.ticket_facts(old, new)
+        if facts:  # one marked transaction per record: counted once however the batch is retried or split
+            source = source or record.event_source_arn or "ticket_events"
+            try:
+                wiring.analytics_store().write_chunk(analytics.aggregate(facts), source,
+                                                     f"R#{change.sequence_number}")
+            except Exception:  # noqa: BLE001 - the numbers must not hold up escalations
+                logger.exception("ticket analytics not written", extra={"ticketId": new.id})
         stop, start = escalation_plan(old, new)
         if stop:
             stopped += wiring.escalations().stop(stop, cause=f"ticket {new.status if new else 'deleted'}")

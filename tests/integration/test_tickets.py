@@ -210,6 +210,13 @@ def test_an_overdue_ticket_climbs_each_level_then_alerts(desk, stack, sfn, alert
     # the escalation machine's own steps did not start further runs
     runs = sfn.list_executions(stateMachineArn=stack.escalation_arn)["executions"]
     assert [r["name"] for r in runs if r["name"].startswith(tid)] == [execution.rsplit(":", 1)[1]]
+    # the analytics: one ticket opened, escalated once as a ticket, two deadlines missed (issue 7)
+    from kefu import wiring
+
+    day = ticket["createdAt"][:10]
+    counted = wait_for(lambda: wiring.analytics_store().read(desk.workspace, "D", day, day).get((day, "all"), {}),
+                       lambda c: c.get("slaBreaches", 0) >= 2)
+    assert (counted["ticketsOpened"], counted["ticketsEscalated"], counted["slaBreaches"]) == (1, 1, 2)
 
 
 def test_resolving_a_ticket_ends_its_escalation_early(desk, stack, sfn):

@@ -282,3 +282,23 @@ def test_the_stream_handler_writes_embedded_metric_format(monkeypatch):
     assert {"QueueWaitSeconds", "HandleSeconds", "Conversations", "BotHandoffs", "CsatScore"} <= names
     assert len(emf["QueueWaitSeconds"]) == 10 and emf["Conversations"] in (14.0, [14.0])
     module.metrics_out.clear_metrics()
+
+
+def test_ticket_facts_count_opened_escalated_and_breaches():
+    from kefu.tickets import Ticket
+
+    opened = Ticket("w1", "t1", "退款没到", group="billing", assignee_id="a1", created_at=f"{DAY}T08:00:00.000Z")
+    first = Ticket("w1", "t1", "退款没到", group="billing", assignee_id=None, escalation_level=1,
+                   created_at=opened.created_at, updated_at=f"{DAY}T12:00:00.000Z")
+    second = Ticket("w1", "t1", "退款没到", group="billing", escalation_level=2, created_at=opened.created_at,
+                    updated_at=f"{DAY}T16:00:00.000Z")
+    facts = [*analytics.ticket_facts(None, opened), *analytics.ticket_facts(opened, first),
+             *analytics.ticket_facts(first, second), *analytics.ticket_facts(second, second)]
+    assert [f.kind for f in facts] == ["ticket_opened", "ticket_escalated", "ticket_escalated"]
+    aggs = analytics.aggregate(facts)
+    c = day(aggs)
+    assert (c["ticketsOpened"], c["ticketsEscalated"], c["slaBreaches"]) == (1, 1, 2)
+    assert day(aggs, "group:billing")["slaBreaches"] == 2 and day(aggs, "agent:a1")["ticketsEscalated"] == 1
+    assert not any(k.dimension.startswith("channel:") for k in aggs)  # tickets have no channel
+    r = analytics.rates(c)
+    assert (r["ticketsOpened"], r["ticketsEscalated"], r["slaBreaches"]) == (1, 1, 2)

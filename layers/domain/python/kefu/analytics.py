@@ -36,6 +36,7 @@ COUNTERS: tuple[str, ...] = (
     "handleCount", "handleSum",
     "frtCount", "frtSum", *[f"frt{i}" for i in range(HIST_BUCKETS)],
     "csatCount", "csatSum", *[f"csat{s}" for s in range(1, 6)],
+    "ticketsOpened", "ticketsEscalated", "slaBreaches",
 )
 
 Counters = dict  # counter name -> int (only the non-zero ones)
@@ -45,7 +46,7 @@ Counters = dict  # counter name -> int (only the non-zero ones)
 class Fact:
     """One analytics event about a conversation. `at` is the ISO time it is counted in."""
 
-    kind: str  # opened | handoff | assigned | transfer | closed | csat | first_response
+    kind: str  # opened | handoff | assigned | transfer | closed | csat | first_response | ticket_opened | ticket_escalated
     workspace: str
     conversation_id: str
     at: str
@@ -149,6 +150,21 @@ def facts_from_record(event_name: str, old_image: Mapping | None, new_image: Map
     return facts
 
 
+def ticket_facts(old, new) -> list[Fact]:
+    """Facts of one change of a ticket (kefu.tickets.Ticket before and after; None when absent): opened, and
+    escalated (each level up is an SLA deadline missed). Counted per the ticket's group and assignee."""
+    if new is None:
+        return []
+    if old is None:
+        return [Fact("ticket_opened", new.workspace, new.id, new.created_at, "", new.group, new.assignee_id,
+                     {"priority": new.priority})]
+    if new.escalation_level > old.escalation_level:
+        return [Fact("ticket_escalated", new.workspace, new.id, new.updated_at or new.created_at, "", new.group,
+                     old.assignee_id, {"levels": new.escalation_level - old.escalation_level,
+                                       "first": old.escalation_level == 0})]
+    return []
+
+
 # ---------------------------------------------------------------- aggregation
 
 
@@ -161,6 +177,10 @@ def bucket_of(seconds: float) -> int:
 
 def _increments(f: Fact) -> dict[str, int]:
     v = f.values
+    if f.kind == "ticket_opened":
+        return {"ticketsOpened": 1}
+    if f.kind == "ticket_escalated":  # every level is a deadline missed; the first makes it an escalated ticket
+        return {"slaBreaches": int(v.get("levels", 1)), **({"ticketsEscalated": 1} if v.get("first") else {})}
     if f.kind == "opened":
         return {"volume": 1, **({"botConversations": 1} if v.get("bot") else {})}
     if f.kind == "handoff":
@@ -191,7 +211,7 @@ def _increments(f: Fact) -> dict[str, int]:
 
 
 def dimensions(f: Fact) -> list[str]:
-    dims = ["all", f"channel:{f.channel}"]
+    dims = ["all", f"channel:{f.channel}"] if f.channel else ["all"]
     if f.group:
         dims.append(f"group:{f.group}")
     if f.agent:
@@ -278,6 +298,9 @@ def rates(c: Mapping[str, int]) -> dict:
         "frtP50S": _finite(f50),
         "frtP90S": _finite(f90),
         "csatAvg": _ratio(g("csatSum"), g("csatCount")),
+        "ticketsOpened": g("ticketsOpened"),
+        "ticketsEscalated": g("ticketsEscalated"),
+        "slaBreaches": g("slaBreaches"),
         "csatDistribution": {str(s): g(f"csat{s}") for s in range(1, 6)},
     }
 

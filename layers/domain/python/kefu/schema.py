@@ -356,8 +356,10 @@ FUNCTIONS: tuple[Function, ...] = (
     ),
     Function(
         "ticket_events",
-        "Starts a ticket's escalation run for each new SLA deadline, stops it when the ticket is resolved",
+        "Starts a ticket's escalation run for each new SLA deadline, stops it when the ticket is resolved; "
+        "counts tickets opened and escalated (analytics)",
         reads=("Tickets",),
+        writes=("Metrics",),  # the analytics aggregates (tickets opened, escalated, SLA breaches)
         stream_of="Tickets",
         escalations=True,
         timeout_s=60,
