@@ -42,10 +42,12 @@ def test_latency_is_measured(report):
 def test_steady_path_requests(report):
     assert 1 <= report["ddb_requests_per_message"] <= 3
     by_operation = report["ddb_requests_by_operation"]
-    # the steady path: one Query (META + fan-out list) and one TransactWriteItems per message
+    # the steady path: one Query (META + fan-out list) and one TransactWriteItems per message; the stream's
+    # analytics add a few batched TransactWriteItems (one per run of records, not one per message)
     assert by_operation["dynamodb.Query"] == pytest.approx(1.0)
-    assert by_operation["dynamodb.TransactWriteItems"] == pytest.approx(1.0)
+    assert 1.0 <= by_operation["dynamodb.TransactWriteItems"] <= 1.5
     assert report["ddb_requests_per_message_by_source"]["handlers"] == pytest.approx(2.0)
+    assert report["ddb_requests_per_message_by_source"]["stream_metrics"] <= 0.5
     assert not any(k.startswith("dynamodbstreams.") for k in by_operation)
     assert report["first_message_ddb_requests"] > report["ddb_requests_per_message"]
     assert report["post_to_connection_per_message"] == pytest.approx(1.0)  # to the agent only
