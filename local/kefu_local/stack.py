@@ -95,6 +95,8 @@ class LocalStack:
             schema.ENV_JWT_SECRET_ID: schema.LOCAL_JWT_SECRET_NAME,
             "KEFU_OPENSEARCH_URL": self.search.url,
             "POWERTOOLS_SERVICE_NAME": "kefu",
+            # no CloudWatch here: EMF lines would only mix into stdout (and the benches' JSON)
+            "POWERTOOLS_METRICS_DISABLED": "true",
             schema.ENV_WEBHOOKS_ALLOW_PRIVATE: "1",  # local subscribers listen on loopback
             "POWERTOOLS_LOG_LEVEL": os.environ.get("POWERTOOLS_LOG_LEVEL", "WARNING"),
             **{table.env_var: table.local_name for table in schema.TABLES.values()},
