@@ -87,3 +87,4 @@ def flush() -> None:
     """The batch's EMF metrics (one log line), if it had any: Powertools warns about an empty set."""
     if metrics_out.metric_set:
         metrics_out.flush_metrics()
+    metrics_out.clear_metrics()  # flush keeps them when metrics are disabled (the local stack): no pile-up

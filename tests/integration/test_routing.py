@@ -373,9 +373,9 @@ def test_supervisors_list_the_workspaces_conversations(world, stack, store):
 
     seen = {}
 
-    def counted():
+    def counted():  # the conversation and its first message may come in different stream batches
         seen.update(requests.get(metrics, headers=boss, timeout=10).json())
-        return sum(seen["series"].get("conversations.opened", [])) >= 1
+        return all(sum(seen["series"].get(name, [])) >= 1 for name in ("conversations.opened", "messages.customer"))
 
     wait_for(counted, timeout=20, what="the stream's counters")
     body = seen
