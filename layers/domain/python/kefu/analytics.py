@@ -19,8 +19,9 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import dataclass, field
-from datetime import datetime
 from typing import Iterable, Mapping
+
+from .models import parse_iso
 
 # upper bounds (seconds) of the wait / first-response histogram buckets; a last bucket holds the rest
 HIST_BOUNDS: tuple[int, ...] = (0, 10, 30, 60, 120, 300, 600, 1800, 3600)
@@ -71,8 +72,7 @@ def _seconds(start: str | None, end: str | None) -> float | None:
     if not start or not end:
         return None
     try:
-        a = datetime.fromisoformat(str(start).replace("Z", "+00:00"))
-        b = datetime.fromisoformat(str(end).replace("Z", "+00:00"))
+        a, b = parse_iso(str(start)), parse_iso(str(end))
     except ValueError:
         return None
     return max(0.0, (b - a).total_seconds())

@@ -37,10 +37,10 @@ import hashlib
 import math
 import re
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timezone
+from datetime import datetime
 
 from .errors import Conflict, InvalidRequest
-from .models import new_id, now_iso
+from .models import new_id, now_iso, parse_iso, to_iso
 
 KINDS = ("greeting", "proactive_delay", "routing_mode", "quick_reply_wording")
 STATUSES = ("draft", "running", "stopped")
@@ -260,14 +260,7 @@ def results(experiment: Experiment, counts: dict[str, tuple[int, int]]) -> dict:
 # ---------------------------------------------------------------- conversion attribution
 
 
-def parse_time(value: str) -> datetime:
-    """An ISO 8601 instant (Z or an offset; a naive time is taken as UTC); ValueError otherwise."""
-    at = datetime.fromisoformat(value.replace("Z", "+00:00").replace("z", "+00:00"))
-    return at if at.tzinfo else at.replace(tzinfo=timezone.utc)
-
-
-def iso(at: datetime) -> str:
-    return at.astimezone(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+parse_time, iso = parse_iso, to_iso  # the stored form of instants (kefu.models)
 
 
 def within_window(start: str, event_at: str, window_s: int) -> bool:

@@ -17,7 +17,18 @@ PRESENCES: tuple[str, ...] = ("online", "away", "offline")
 
 
 def now_iso() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return to_iso(datetime.now(timezone.utc))
+
+
+def to_iso(moment: datetime) -> str:
+    """The stored form of an instant: UTC, milliseconds, "Z" (2026-11-21T09:30:00.000Z)."""
+    return moment.astimezone(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def parse_iso(value: str) -> datetime:
+    """An ISO 8601 instant ("Z" or an offset; a naive time is taken as UTC); ValueError otherwise."""
+    at = datetime.fromisoformat(value.replace("Z", "+00:00").replace("z", "+00:00"))
+    return at if at.tzinfo else at.replace(tzinfo=timezone.utc)
 
 
 def new_id(prefix: str) -> str:

@@ -15,7 +15,7 @@ from math import ceil
 from typing import Literal, Protocol
 
 from .errors import Conflict, Forbidden, InvalidRequest, NotFound
-from .models import Conversation, Principal, new_id, now_iso
+from .models import Conversation, Principal, new_id, now_iso, parse_iso, to_iso
 from .ports import StateConflict
 
 Priority = Literal["low", "normal", "high", "urgent"]
@@ -42,12 +42,7 @@ MAX_COMMENT = 10_000
 MAX_HISTORY = 500  # events kept on the ticket item (400 KB item limit); older ones are summarised
 
 
-def _parse(ts: str) -> datetime:
-    return datetime.fromisoformat(ts.replace("Z", "+00:00"))
-
-
-def _iso(moment: datetime) -> str:
-    return moment.astimezone(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+_parse, _iso = parse_iso, to_iso  # the stored form of instants (kefu.models)
 
 
 def _whole_second(moment: datetime) -> datetime:

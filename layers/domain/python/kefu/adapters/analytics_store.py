@@ -22,6 +22,7 @@ import time
 import boto3
 
 from .. import analytics, schema
+from .dynamodb import _host, _region
 
 MAX_TX_ITEMS = 100  # DynamoDB's limit per TransactWriteItems
 MARKER_TTL_S = 3 * 24 * 3600
@@ -37,11 +38,7 @@ def agg_sk(key: analytics.AggregateKey) -> str:
 
 class AnalyticsStore:
     def __init__(self, client=None, table_name: str | None = None) -> None:
-        self.client = client or boto3.client(
-            "dynamodb",
-            region_name=os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1",
-            endpoint_url=os.environ.get("AWS_ENDPOINT_URL_DYNAMODB") or os.environ.get("AWS_ENDPOINT_URL") or None,
-        )
+        self.client = client or boto3.client("dynamodb", region_name=_region(), endpoint_url=_host())
         self.table = table_name or os.environ.get(schema.METRICS.env_var, schema.METRICS.local_name)
 
     def _update(self, key: analytics.AggregateKey, counters: dict[str, int], expires: int) -> dict:
