@@ -22,6 +22,7 @@ def _api(settings: dict) -> wechat.CustomerServiceApi:
     return _apis[key]
 
 
+@logger.inject_lambda_context(clear_state=True)  # no keys from the previous invocation
 @event_source(data_class=DynamoDBStreamEvent)
 def handler(event: DynamoDBStreamEvent, context):
     sent = 0

@@ -23,6 +23,7 @@ def _content(image: dict | None) -> tuple:
     return tuple(repr(image.get(name)) for name in CONTENT)
 
 
+@logger.inject_lambda_context(clear_state=True)  # no keys from the previous invocation
 @event_source(data_class=DynamoDBStreamEvent)
 def handler(event: DynamoDBStreamEvent, context):
     upserts: dict[tuple[str, str], object] = {}

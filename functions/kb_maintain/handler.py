@@ -8,6 +8,7 @@ from kefu import wiring
 from kefu.logs import logger
 
 
+@logger.inject_lambda_context(clear_state=True)  # no keys from the previous invocation
 def handler(event, context):
     done, failed = 0, []
     for workspace in wiring.knowledge_store().workspaces():

@@ -58,6 +58,7 @@ def emit(facts: list) -> None:
             metrics_out.add_metric(name=name, unit=unit, value=value)
 
 
+@logger.inject_lambda_context(clear_state=True)  # no keys from the previous invocation
 @event_source(data_class=DynamoDBStreamEvent)
 def handler(event: DynamoDBStreamEvent, context):
     from kefu.adapters.analytics_store import MAX_TX_ITEMS

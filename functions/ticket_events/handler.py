@@ -16,6 +16,7 @@ from kefu.tickets import TICKET_SK, escalation_input, escalation_plan
 metrics_out = Metrics(namespace=analytics.EMF_NAMESPACE)  # CloudWatch EMF: SLA breaches (each escalation is a deadline missed)
 
 
+@logger.inject_lambda_context(clear_state=True)  # no keys from the previous invocation
 @event_source(data_class=DynamoDBStreamEvent)
 def handler(event: DynamoDBStreamEvent, context):
     started = stopped = 0

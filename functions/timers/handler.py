@@ -12,6 +12,7 @@ from kefu.logs import logger
 router = wiring.router()
 
 
+@logger.inject_lambda_context(clear_state=True)  # no keys from the previous invocation
 def handler(event, context):
     failures = []
     for record in event.get("Records", []):

@@ -8,6 +8,7 @@ from kefu.logs import logger
 from kefu.webhook_stream import deliver
 
 
+@logger.inject_lambda_context(clear_state=True)  # no keys from the previous invocation
 @event_source(data_class=DynamoDBStreamEvent)
 def handler(event: DynamoDBStreamEvent, context):
     summary = deliver(event.records)

@@ -12,6 +12,7 @@ from kefu.logs import logger
 store = wiring.store()
 
 
+@logger.inject_lambda_context(clear_state=True)  # no keys from the previous invocation
 def handler(event, context):
     token = (event.get("queryStringParameters") or {}).get("token")
     try:

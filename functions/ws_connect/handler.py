@@ -7,6 +7,7 @@ from kefu.logs import logger
 service = wiring.conversation_service()
 
 
+@logger.inject_lambda_context(clear_state=True)  # no keys from the previous invocation
 def handler(event, context):
     connection_id = event["requestContext"]["connectionId"]
     who = principal(event)

@@ -60,4 +60,4 @@ def route_handler(route: Route) -> Callable[[dict, object], dict]:
             logger.exception("work after the reply failed")
         return {"statusCode": 200}
 
-    return handler
+    return logger.inject_lambda_context(clear_state=True)(handler)  # no keys from the previous invocation
