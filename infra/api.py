@@ -1,4 +1,4 @@
-"""The REST API for integrators: Lambda proxy to ``schema.REST_FUNCTION``, API keys."""
+"""The REST API for integrators: Lambda proxy to ``schema.REST_FUNCTION``, API keys, AWS WAF (waf.py)."""
 
 from __future__ import annotations
 
@@ -8,6 +8,8 @@ from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
 from constructs import Construct, IDependable
 from kefu import schema
+
+from infra.waf import RestWebAcl
 
 THROTTLE_RATE_LIMIT = 100  # per-key steady rate (requests per second)
 THROTTLE_BURST_LIMIT = 200
@@ -115,15 +117,10 @@ class RestApi(Construct):
                 reason="Integrators authenticate with API keys and kefu tokens, not a Cognito user pool.",
             ),
         )
-        Validations.of(self.api.deployment_stage).acknowledge(
-            Acknowledgment(
-                id="AwsSolutions-APIG3",
-                reason=(
-                    "No WAF web ACL yet: every method needs an API key and the usage plan throttles "
-                    "per key; attach a web ACL (aws_wafv2) when public traffic arrives."
-                ),
-            )
-        )
+        # AWS WAF on the stage (AwsSolutions-APIG3): a per-address rate rule and the AWS managed
+        # common and known-bad-input rule groups, in front of the API keys and the usage plan.
+        self.web_acl = RestWebAcl(self, "Firewall")
+        self.web_acl_association = self.web_acl.associate("StageAssociation", self.api.deployment_stage.stage_arn)
 
     @property
     def url(self) -> str:

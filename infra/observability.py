@@ -1,8 +1,17 @@
-"""Alarms, the alarm topic, the dashboard, and API Gateway's account logging role."""
+"""Alarms, the alarm topic, the dashboard, and API Gateway's account logging role.
+
+The alarms and the dashboard live in a nested stack (``Monitoring.stack``): one alarm per
+function, dead-letter queue and stream filled ~55 of the parent stack's 500-resource budget
+(CloudFormation's limit per stack; nested stacks have their own). The alarm topic stays in
+the parent stack, so that its ARN (the ``AlarmTopicArn`` output, and the subscriptions made
+to it) does not change with what the nested stack holds. References to the parent's
+resources (function and queue names, API ids, the topic) reach the nested stack as its
+parameters, which CDK adds.
+"""
 
 from __future__ import annotations
 
-from aws_cdk import Acknowledgment, Aws, Duration, Validations
+from aws_cdk import Acknowledgment, Aws, Duration, NestedStack, Validations
 from aws_cdk import aws_apigateway as apigw
 from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_cloudwatch_actions as cw_actions
@@ -13,6 +22,8 @@ from aws_cdk import aws_sns as sns
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 from kefu import analytics, schema
+
+from infra.waf import WAF_RULES
 
 PERIOD = Duration.minutes(5)
 FUNCTION_ERRORS_THRESHOLD = 5  # errors per 5 minutes, 2 periods in a row
@@ -90,6 +101,7 @@ class Monitoring(Construct):
         web_socket_api_id: str,
         rest_api: apigw.RestApi,
         stream_consumers: list[str] = (),
+        web_acl_name: str | None = None,
     ) -> None:
         super().__init__(scope, construct_id)
 
@@ -105,11 +117,14 @@ class Monitoring(Construct):
             )
         )
         action = cw_actions.SnsAction(self.topic)
+        self.stack = NestedStack(
+            self, "Stack", description="kefu monitoring: CloudWatch alarms (to the parent's alarm topic) and dashboard"
+        )
         self.alarms: list[cloudwatch.Alarm] = []
 
         def alarm(alarm_id: str, metric: cloudwatch.IMetric, threshold: float, periods: int, description: str) -> None:
             created = cloudwatch.Alarm(
-                self,
+                self.stack,
                 alarm_id,
                 metric=metric,
                 threshold=threshold,
@@ -223,7 +238,7 @@ class Monitoring(Construct):
             "kefu: tickets escalated because an SLA deadline passed",
         )
 
-        self.dashboard = cloudwatch.Dashboard(self, "Dashboard", default_interval=Duration.hours(3))
+        self.dashboard = cloudwatch.Dashboard(self.stack, "Dashboard", default_interval=Duration.hours(3))
         self.dashboard.add_widgets(
             cloudwatch.GraphWidget(
                 title="Customers: wait and first response (s)",
@@ -286,6 +301,19 @@ class Monitoring(Construct):
                         q.metric_approximate_number_of_messages_visible(period=PERIOD, statistic="Maximum", label=n)
                         for n, q in dead_letter_queues.items()
                     ],
+                    width=24,
+                ),
+            )
+        if web_acl_name:
+            waf = lambda name, rule, label: cloudwatch.Metric(  # noqa: E731
+                namespace="AWS/WAFV2", metric_name=name, period=PERIOD, statistic="Sum", label=label,
+                dimensions_map={"WebACL": web_acl_name, "Region": Aws.REGION, "Rule": rule},
+            )
+            self.dashboard.add_widgets(
+                cloudwatch.GraphWidget(
+                    title="REST API firewall (WAF): requests",
+                    left=[waf("AllowedRequests", "ALL", "allowed"), waf("BlockedRequests", "ALL", "blocked")],
+                    right=[waf("BlockedRequests", rule, f"blocked: {rule}") for rule in WAF_RULES],
                     width=24,
                 ),
             )

@@ -20,13 +20,20 @@ from aws_cdk import aws_logs as logs
 from constructs import Construct, IDependable
 from kefu import schema
 
+from infra.context import context_int
+
 # Routes whose integration response is not sent back to the client (API Gateway rule).
 NO_RESPONSE_ROUTES = ("$connect", "$disconnect")
 AUTHORIZER_IDENTITY_SOURCE = "route.request.querystring.token"
 
-# Per-stage defaults; raise with a quota increase, not here.
-THROTTLE_RATE_LIMIT = 500  # requests per second across the stage
+# The stage's default route throttling (every route: $connect, $disconnect and each message
+# frame), steady requests per second and burst, across all clients; context
+# kefu:wsRateLimit / kefu:wsBurstLimit change them. WAF cannot be associated with
+# WebSocket APIs: this, the account's API Gateway quota and the application's own
+# per-connection limits are what hold back a flood of connections or frames.
+THROTTLE_RATE_LIMIT = 500
 THROTTLE_BURST_LIMIT = 1000
+THROTTLE_MAX = 1_000_000  # sanity bound on the context values (the account quota is far lower)
 
 ACCESS_LOG_FORMAT = json.dumps(
     {
@@ -77,6 +84,10 @@ class Realtime(Construct):
         )
 
         self.access_logs = logs.LogGroup(self, "AccessLogs", retention=logs.RetentionDays.ONE_MONTH)
+        self.rate_limit = context_int(self, "kefu:wsRateLimit", THROTTLE_RATE_LIMIT, minimum=1, maximum=THROTTLE_MAX)
+        self.burst_limit = context_int(
+            self, "kefu:wsBurstLimit", THROTTLE_BURST_LIMIT, minimum=1, maximum=THROTTLE_MAX
+        )
         self.stage = apigwv2.WebSocketStage(
             self,
             "Stage",
@@ -84,9 +95,7 @@ class Realtime(Construct):
             stage_name=schema.WS_STAGE,
             auto_deploy=True,
             access_log_settings=_AccessLogSettings(self.access_logs),
-            throttle=apigwv2.ThrottleSettings(
-                rate_limit=THROTTLE_RATE_LIMIT, burst_limit=THROTTLE_BURST_LIMIT
-            ),
+            throttle=apigwv2.ThrottleSettings(rate_limit=self.rate_limit, burst_limit=self.burst_limit),
             detailed_metrics_enabled=True,
         )
         if logging_ready is not None:

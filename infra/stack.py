@@ -74,6 +74,7 @@ class KefuStack(Stack):
             web_socket_api_id=self.realtime.api.api_id,
             rest_api=self.rest.api,
             stream_consumers=sorted(self.functions.dead_letter_queues),
+            web_acl_name=self.rest.web_acl.name,
         )
 
         CfnOutput(self, "WebSocketUrl", value=self.realtime.stage.url, description="wss:// endpoint for clients")

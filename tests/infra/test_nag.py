@@ -4,13 +4,17 @@ cdk-nag 3.x is a CDK validation plugin (``Validations.of(app).add_plugins(...)``
 findings (errors and warnings alike) fail ``app.synth()`` and are written to
 ``validation-report.json`` in the cloud assembly; acknowledgments are made with
 ``Validations.of(construct).acknowledge(Acknowledgment(id=..., reason=...))``.
+
+Nested stacks (the monitoring) are checked too: the pack walks the construct tree, and
+a nested stack's constructs are children of the parent stack's (``validate_scope(stack)``
+and the synth-time plugin, which gets the whole app, both reach them).
 """
 
 from __future__ import annotations
 
 import json
 
-from aws_cdk import App, Stack, Validations
+from aws_cdk import App, NestedStack, Stack, Validations
 from aws_cdk import aws_sqs as sqs
 from cdk_nag import AwsSolutionsChecks
 
@@ -53,6 +57,22 @@ def test_the_pack_does_report(tmp_path):
     sqs.Queue(stack, "Queue", encryption=sqs.QueueEncryption.UNENCRYPTED)
     rules = {v.rule_name for v in AwsSolutionsChecks().validate_scope(stack).violations}
     assert {"AwsSolutions-SQS2", "AwsSolutions-SQS3", "AwsSolutions-SQS4"} <= rules
+
+
+def test_the_pack_reaches_into_nested_stacks(tmp_path):
+    app = App(outdir=str(tmp_path), context={"aws:cdk:bundling-stacks": []})
+    stack = Stack(app, "Canary")
+    sqs.Queue(NestedStack(stack, "Nested"), "Queue", encryption=sqs.QueueEncryption.UNENCRYPTED)
+    paths = {r.construct_path for v in AwsSolutionsChecks().validate_scope(stack).violations
+             for r in v.violating_resources}
+    assert "Canary/Nested/Queue/Resource" in paths
+
+
+def test_the_monitoring_nested_stack_is_checked(synthesized):
+    """The nested stack is inside the scope the tests and the plugin validate."""
+    nested = synthesized.monitoring.stack
+    assert nested.node.scope is not None and nested.node.path.startswith(synthesized.stack.node.path + "/")
+    assert len(synthesized.monitoring.resources) > 50  # the alarms and the dashboard are there
 
 
 def _acknowledgments(scope) -> list[tuple[str, str, str]]:

@@ -940,7 +940,7 @@ def test_cloudfront_uses_origin_access_control(synthesized):
 
 
 def test_alarms_per_function(synthesized, ids):
-    alarms = synthesized.of_type("AWS::CloudWatch::Alarm").values()
+    alarms = synthesized.monitoring.of_type("AWS::CloudWatch::Alarm").values()
     for name, logical in ids["functions"].items():
         for metric in ("Errors", "Throttles"):
             matching = [
@@ -957,7 +957,7 @@ def test_alarm_on_every_dead_letter_queue(synthesized, ids):
     dlqs = set(ids["queue_dlqs"].values()) | set(ids["stream_dlqs"].values())
     alarmed = {
         queue
-        for a in synthesized.of_type("AWS::CloudWatch::Alarm").values()
+        for a in synthesized.monitoring.of_type("AWS::CloudWatch::Alarm").values()
         if a["Properties"].get("Namespace") == "AWS/SQS"
         and a["Properties"].get("MetricName") == "ApproximateNumberOfMessagesVisible"
         and a["Properties"]["Threshold"] == 1
@@ -969,7 +969,7 @@ def test_alarm_on_every_dead_letter_queue(synthesized, ids):
 def test_websocket_server_error_alarm(synthesized, ids):
     alarms = [
         a
-        for a in synthesized.of_type("AWS::CloudWatch::Alarm").values()
+        for a in synthesized.monitoring.of_type("AWS::CloudWatch::Alarm").values()
         if ids["ws_api"] in json.dumps(a["Properties"])
     ]
     metric_names = json.dumps(alarms)
@@ -979,12 +979,12 @@ def test_websocket_server_error_alarm(synthesized, ids):
 def test_every_alarm_notifies_the_encrypted_topic(synthesized, ids):
     topic = synthesized.resources[ids["topic"]]["Properties"]
     assert refs(topic["KmsMasterKeyId"]) == {ids["key"]}
-    for logical, alarm in synthesized.of_type("AWS::CloudWatch::Alarm").items():
+    for logical, alarm in synthesized.monitoring.of_type("AWS::CloudWatch::Alarm").items():
         assert refs(alarm["Properties"]["AlarmActions"]) == {ids["topic"]}, logical
 
 
-def test_dashboard_exists(template):
-    template.resource_count_is("AWS::CloudWatch::Dashboard", 1)
+def test_dashboard_exists(synthesized):
+    synthesized.monitoring.template.resource_count_is("AWS::CloudWatch::Dashboard", 1)
 
 
 # ---------------------------------------------------------------- outputs, assets
