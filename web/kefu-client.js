@@ -22,6 +22,10 @@
  *  - agents ask for their inbox after each (re)connect and follow exactly the conversations it
  *    lists (a reload or a transfer made elsewhere is picked up);
  *  - a "busy" refusal is retried after a short random delay, with the same clientMessageId;
+ *  - a "rate_limited" refusal (too many messages at once) keeps the message in the outbox, still "sending":
+ *    nothing goes out until frame.retryAfter seconds have passed (also across a reconnect), then it is
+ *    sent again with the same clientMessageId, and the rest follow in order; these waits do not count
+ *    towards maxAttempts. The item carries retryAt (ms since the epoch) meanwhile, for a "wait" hint;
  *  - every action but typing carries a requestId; the server echoes it on the direct reply or
  *    error, so each reply and error is matched to its request (the `request` argument of the
  *    callbacks below: {requestId, action, conversationId, sentAt, ...}, or null for frames the
@@ -141,6 +145,7 @@
       this.conversations = new Map(); // id -> {id, messages: Map(seq -> message), contiguous, maxSeq, ...}
       this.outbox = []; // {clientMessageId, conversationId, text, state, attempts, error}
       this._inflight = null;
+      this._holdUntil = 0; // rate limited: no message goes out before this time (ms since the epoch)
       this._requests = new Map(); // requestId -> {requestId, action, conversationId, sentAt, timer, ...}
       this._requestPrefix = uuid().slice(0, 8);
       this._requestCount = 0;
@@ -529,6 +534,12 @@
       if (this._inflight || !this.socket || this.socket.readyState !== 1) return;
       const item = this.outbox.find((i) => i.state === "sending");
       if (!item) return;
+      const wait = (this._holdUntil || 0) - Date.now();
+      if (wait > 0) { // rate limited: nothing goes out before the server said
+        clearTimeout(this._timers.retry);
+        this._timers.retry = setTimeout(() => this._pump(), wait);
+        return;
+      }
       if (item.attempts >= this.maxAttempts) {
         this._fail(item, { code: "no_ack", message: "no acknowledgement from the server" });
         return this._pump();
@@ -556,6 +567,7 @@
       if (index < 0) return null;
       const [item] = this.outbox.splice(index, 1);
       Object.assign(item, { state: "sent", seq: m.seq, conversationId: m.conversationId, error: null });
+      delete item.retryAt;
       if (this._inflight === item) {
         this._inflight = null;
         clearTimeout(this._timers.ack);
@@ -955,6 +967,21 @@
       const item = (cmid && this.outbox.find((i) => i.clientMessageId === cmid)) || null;
       if (item && (frame.code === "busy" || frame.code === "internal_error")) {
         if (this._inflight === item) this._retryInflight(); // retryable: same clientMessageId, a bit later
+        return this._emit("onError", frame, item, request);
+      }
+      if (item && frame.code === "rate_limited") {
+        // not stored: it stays in the outbox and goes again after retryAfter (the next ones wait behind it)
+        const seconds = Number(frame.retryAfter);
+        const delayMs = 1000 * (Number.isFinite(seconds) && seconds > 0 ? Math.min(seconds, 3600) : 1);
+        this._holdUntil = Math.max(this._holdUntil || 0, Date.now() + delayMs + Math.random() * 250);
+        item.retryAt = this._holdUntil;
+        if (item.attempts > 0) item.attempts -= 1; // waiting as told is not a failed attempt
+        if (this._inflight === item) {
+          this._inflight = null;
+          clearTimeout(this._timers.ack);
+        }
+        this._emit("onOutbox", item);
+        this._pump(); // schedules the resend
         return this._emit("onError", frame, item, request);
       }
       if (item) {

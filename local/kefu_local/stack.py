@@ -12,7 +12,7 @@ from pathlib import Path
 
 import boto3
 
-from kefu import schema
+from kefu import ratelimit, schema
 
 from . import config, webbuild
 from .api_keys import LocalApiKeys
@@ -98,6 +98,7 @@ class LocalStack:
             # no CloudWatch here: EMF lines would only mix into stdout (and the benches' JSON)
             "POWERTOOLS_METRICS_DISABLED": "true",
             schema.ENV_WEBHOOKS_ALLOW_PRIVATE: "1",  # local subscribers listen on loopback
+            schema.ENV_RATE_LIMITS: os.environ.get(schema.ENV_RATE_LIMITS, ratelimit.LOCAL_STACK_LIMITS),
             "POWERTOOLS_LOG_LEVEL": os.environ.get("POWERTOOLS_LOG_LEVEL", "WARNING"),
             **{table.env_var: table.local_name for table in schema.TABLES.values()},
             **{bucket.env_var: bucket.local_name for bucket in schema.BUCKETS.values()},

@@ -61,3 +61,22 @@ class Busy(KefuError):
 
 class Unauthorized(KefuError):
     code = "unauthorized"
+
+
+class RateLimited(KefuError):
+    """Retryable: over a rate limit. Nothing was stored; resend with the same clientMessageId after
+    `retry_after` seconds."""
+
+    code = "rate_limited"
+
+    def __init__(self, message: str, *, client_message_id: str | None = None, retry_after: int = 1,
+                 scope: str | None = None):
+        super().__init__(message, client_message_id=client_message_id)
+        self.retry_after = retry_after
+        self.scope = scope  # which limit refused: connection, person or source (for logs and metrics)
+
+
+class TooLarge(KefuError):
+    """The frame or body is bigger than anything valid could be (refused before it is parsed)."""
+
+    code = "too_large"

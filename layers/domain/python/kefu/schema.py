@@ -71,6 +71,18 @@ CONNECTIONS = Table(
     ttl_attribute="expiresAt",
 )
 
+# Rate limit counters (kefu.ratelimit, adapters/rate_counters.py) live in the Connections table, which the
+# functions that check them (ws_connect, ws_message) write already: pk "#RL#{ws}#{role}#{userId}" (a person)
+# or "#RL#{ws}#src#{digest}" (a source address, never stored as such), sk "MSG#{windowS}#{windowStart}"
+# (messages) or "CON#{windowS}#{windowStart}" (new connections); attribute "n" counts the person's (or
+# address's) events in the window, "c#{connectionId}#{slotStart}" one connection's in its shorter window;
+# expiresAt (the TTL) ends them. Ids never contain "#" nor start with it, so these items never share a
+# partition with a person's connections.
+RATE_LIMITS = CONNECTIONS
+RATE_LIMIT_PK_PREFIX = "#RL#"
+# the limits of an environment (kefu.ratelimit.Limits.parse): empty for the defaults, "off", or JSON overrides
+ENV_RATE_LIMITS = "KEFU_RATE_LIMITS"
+
 DIRECTORY = Table(
     id="Directory",
     env_var="KEFU_TABLE_DIRECTORY",
