@@ -17,6 +17,18 @@
  * rule whose conditions all hold shows its message next to the launcher (as text), within its caps per
  * visitor and day and per visit (counted in this site's localStorage / sessionStorage). The page can call
  * window.kefuWidget.open(), .close() and .setCart(value).
+ *
+ * A/B experiments (issue 7): the widget identifies the visitor (data-token, else an anonymous visitor token it
+ * keeps in this site's localStorage and renews, so the visitor keeps one customer id across reloads and visits)
+ * and asks for the visitor's variants (GET /workspaces/{ws}/experiments/assignments: deterministic per customer
+ * id, the winner once rolled out). A proactive_delay variant replaces the time on page of the timed rules; the
+ * chat (customer.html, given the same identity) shows a greeting variant. An exposure is reported when a variant
+ * takes effect (here: when the clock of a timed invitation starts: GET .../assignments?expose=<experimentId>),
+ * once per experiment and visitor.
+ *
+ * Business events for conversion attribution: kefuWidget.track("order_placed" | "payment_succeeded",
+ * {value, currency, eventId}) reports one for this visitor (POST /workspaces/{ws}/events; pass your order id as
+ * eventId: a resent event counts once). It returns a promise of the server's answer.
  */
 (function () {
   "use strict";
@@ -68,6 +80,7 @@
     url.searchParams.set("embed", "1");
     if (script.dataset.lang) url.searchParams.set("lang", script.dataset.lang);
     if (script.dataset.token) url.hash = "token=" + encodeURIComponent(script.dataset.token);
+    else if (visitor) url.hash = "visitor=" + encodeURIComponent(visitor.token); // the same visitor in the chat
     return url.toString();
   }
   function open() {
@@ -131,6 +144,9 @@
     if (t.minCartValue != null && cartValue < t.minCartValue) return false;
     if (t.returningVisitor != null && t.returningVisitor !== returning) return false;
     if (t.exitIntent && !exited) return false;
+    return capsAllow(rule);
+  }
+  function capsAllow(rule) {
     var day = state.shown[rule.id] || {};
     if (day.day === today() && day.count >= (rule.maxPerDay || 1)) return false;
     if ((session.shown[rule.id] || 0) >= (rule.maxPerSession || 1)) return false;
@@ -178,21 +194,123 @@
     }
   });
   document.addEventListener("keydown", function (e) { if (e.key === "Escape" && invite) dismiss(); });
-  fetch(api + "/workspaces/" + encodeURIComponent(workspace) + "/proactive")
-    .then(function (r) { return r.ok ? r.json() : { rules: [] }; })
-    .then(function (body) {
-      rules = (body && body.rules) || [];
-      rules.forEach(function (rule) {
-        var t = rule.trigger || {};
-        if (t.timeOnPageSeconds != null) setTimeout(evaluate, t.timeOnPageSeconds * 1000 + 50);
+  // ---------------------------------------------------------------- the visitor and their experiment variants
+  var wsUrl = api + "/workspaces/" + encodeURIComponent(workspace);
+  var visitorKey = "kefu.visitor." + workspace;
+  var visitor = null; // {token, customerId, expiresAt}
+  function claimsOf(token) {
+    try {
+      var part = String(token).split(".")[1].replace(/-/g, "+").replace(/_/g, "/");
+      var bin = atob(part + "=".repeat((4 - (part.length % 4)) % 4));
+      return JSON.parse(decodeURIComponent(Array.prototype.map.call(bin, function (ch) {
+        return "%" + ("0" + ch.charCodeAt(0).toString(16)).slice(-2);
+      }).join("")));
+    } catch (e) { return null; }
+  }
+  function mint(held) { // a fresh anonymous visitor, or a renewal of the one held (same customer id)
+    var headers = { "Content-Type": "application/json" };
+    if (held) headers.Authorization = "Bearer " + held;
+    return fetch(wsUrl + "/visitor-tokens", { method: "POST", headers: headers, body: "{}" })
+      .then(function (r) { if (!r.ok) throw new Error("visitor token: HTTP " + r.status); return r.json(); })
+      .then(function (t) {
+        var kept = { token: t.token, customerId: t.customerId, expiresAt: Date.now() + t.expiresIn * 1000 };
+        write(localStorage, visitorKey, kept);
+        return kept;
       });
-      evaluate();
-    })
-    .catch(function () { /* no rules: the launcher alone */ });
+  }
+  var identified = script.dataset.token ? claimsOf(script.dataset.token) : null;
+  var who = Promise.resolve(identified
+    ? { token: script.dataset.token, customerId: identified.sub, expiresAt: identified.exp * 1000 }
+    : (function () {
+      var kept = read(localStorage, visitorKey);
+      if (!kept || !kept.token || kept.expiresAt < Date.now() + 60000) return mint(null);
+      if (kept.expiresAt < Date.now() + 6 * 3600 * 1000) { // renew early: the same visitor on the next visits
+        return mint(kept.token).catch(function () { return kept; });
+      }
+      return kept;
+    })()
+  ).then(function (v) { visitor = v; return v; });
+  who.catch(function () { /* no identity: no experiments, the chat asks for its own token */ });
+  function authorized(v) { return { Authorization: "Bearer " + v.token }; }
+  var assignments = who.then(function (v) {
+    return fetch(wsUrl + "/experiments/assignments", { headers: authorized(v) })
+      .then(function (r) { return r.ok ? r.json() : { assignments: [] }; })
+      .then(function (body) { return (body && body.assignments) || []; });
+  }).catch(function () { return []; });
+  var exposedKey = "kefu.exposed." + workspace;
+  function expose(assignment) { // once per experiment and visitor (the server counts it once as well)
+    if (!assignment || !assignment.running || !visitor) return;
+    var done = read(localStorage, exposedKey) || {};
+    var mark = assignment.experimentId + ":" + visitor.customerId;
+    if (done[mark]) return;
+    fetch(wsUrl + "/experiments/assignments?expose=" + encodeURIComponent(assignment.experimentId),
+      { headers: authorized(visitor) })
+      .then(function (r) {
+        if (!r.ok) return;
+        done = read(localStorage, exposedKey) || {};
+        done[mark] = true;
+        write(localStorage, exposedKey, done);
+      })
+      .catch(function () { /* retried on the next page */ });
+  }
+  function kindOf(list, kind) {
+    for (var i = 0; i < list.length; i++) if (list[i].kind === kind) return list[i];
+    return null;
+  }
+
+  // the rules and the visitor's variants (at most 3 s: without them, the product's defaults)
+  var rulesLoaded = fetch(wsUrl + "/proactive")
+    .then(function (r) { return r.ok ? r.json() : { rules: [] }; })
+    .then(function (body) { return (body && body.rules) || []; })
+    .catch(function () { return []; }); // no rules: the launcher alone
+  var variantsLoaded = Promise.race([assignments, new Promise(function (r) { setTimeout(function () { r([]); }, 3000); })]);
+  Promise.all([rulesLoaded, variantsLoaded]).then(function (loaded) {
+    var delay = kindOf(loaded[1], "proactive_delay");
+    rules = loaded[0].map(function (rule) {
+      var t = rule.trigger || {};
+      if (!delay || t.timeOnPageSeconds == null) return rule;
+      var trigger = {};
+      Object.keys(t).forEach(function (k) { trigger[k] = t[k]; });
+      trigger.timeOnPageSeconds = Number(delay.value) || 0;
+      var copy = {};
+      Object.keys(rule).forEach(function (k) { copy[k] = rule[k]; });
+      copy.trigger = trigger;
+      return copy;
+    });
+    var clockStarted = false;
+    rules.forEach(function (rule) {
+      var t = rule.trigger || {};
+      if (t.timeOnPageSeconds == null) return;
+      // the clock of an invitation this visit may still show (URL, caps): the delay variant takes effect
+      if (!(t.urlPattern && !glob(t.urlPattern).test(location.href)) && capsAllow(rule)) clockStarted = true;
+      setTimeout(evaluate, Math.max(0, startedAt + t.timeOnPageSeconds * 1000 - Date.now()) + 50);
+    });
+    if (delay && clockStarted) expose(delay);
+    evaluate();
+  });
+  function track(name, details) {
+    details = details || {};
+    var body = { eventId: details.eventId || ("w-" + Date.now().toString(36) + "-" + Math.random().toString(36).slice(2, 10)),
+                 type: name, value: Number(details.value) || 0 };
+    if (details.currency) body.currency = details.currency;
+    if (details.at) body.at = details.at;
+    return who.then(function (v) {
+      return fetch(wsUrl + "/events", { method: "POST", headers: Object.assign({ "Content-Type": "application/json" },
+        authorized(v)), body: JSON.stringify(body), keepalive: true });
+    }).then(function (r) {
+      return r.json().then(function (answer) {
+        if (!r.ok) throw Object.assign(new Error((answer.error && answer.error.message) || "HTTP " + r.status),
+          { code: answer.error && answer.error.code });
+        return answer;
+      });
+    });
+  }
   window.kefuWidget = {
     open: function () { dismiss(); open(); },
     close: close,
     setCart: function (value) { cartValue = Number(value) || 0; evaluate(); },
+    track: track,
+    experiments: function () { return assignments; },
   };
   document.addEventListener("keydown", function (e) { if (e.key === "Escape" && frame && !frame.hidden) close(); });
   // the chat asks to close (its own close button, Escape inside it) or says a reply arrived while closed

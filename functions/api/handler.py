@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from functools import lru_cache
 from typing import Annotated, Any, Literal
 
@@ -51,12 +52,26 @@ def health() -> dict:
     return {"status": "ok"}
 
 
+_ANONYMOUS_ID = re.compile(r"^v_[0-9a-f]{8,40}$")  # the customer ids tokens.issue gives anonymous visitors
+
+
 @app.post("/workspaces/<workspace>/visitor-tokens")
 def visitor_token(workspace: str, body: VisitorTokenRequest) -> VisitorToken:
-    """An anonymous visitor token for the web widget: a fresh customer id in this workspace."""
+    """An anonymous visitor token for the web widget: a fresh customer id in this workspace. With
+    `Authorization: Bearer` an anonymous, unnamed visitor token of this workspace (the one the widget got on
+    the host page, for the visitor's experiment variants), the new token keeps its customer id: the visitor
+    names themself (or renews the token) and stays the same visitor."""
     if not tokens.WORKSPACE_RE.match(workspace) or not store.workspace_exists(workspace):
         raise NotFound("no such workspace")
-    token = tokens.issue(wiring.signing_key(), kind="visitor", workspace=workspace, name=body.name)
+    subject = None
+    if app.current_event.headers.get("Authorization") or app.current_event.headers.get("authorization"):
+        held = _caller()
+        if held.workspace != workspace or held.role != "customer":
+            raise Forbidden("a visitor token of this workspace keeps its customer id")
+        if held.name or held.tags or not _ANONYMOUS_ID.match(held.id):
+            raise Forbidden("only an anonymous, unnamed visitor token keeps its customer id")
+        subject = held.id
+    token = tokens.issue(wiring.signing_key(), kind="visitor", workspace=workspace, subject=subject, name=body.name)
     who = tokens.verify(wiring.signing_key(), token)
     return VisitorToken(token=token, customerId=who.id, workspace=workspace, expiresIn=tokens.DEFAULT_TTL_S)
 
@@ -1293,22 +1308,35 @@ def list_experiments(workspace: str) -> dict:
 
 
 @app.get("/workspaces/<workspace>/experiments/assignments")
-def experiment_assignments(workspace: str) -> dict:
+def experiment_assignments(
+    workspace: str,
+    expose: Annotated[str | None, Query(max_length=400, pattern=r"^[A-Za-z0-9_.:\-]{1,64}(,[A-Za-z0-9_.:\-]{1,64}){0,4}$",
+                                        description="up to 5 experiment ids, comma-separated: their variants took "
+                                                    "effect for this visitor (exposure)")] = None,
+) -> dict:
     """The widget (a visitor token of this workspace): this visitor's variant of every running experiment
-    (and the winner of every rolled-out one). The first call exposes the visitor, once per experiment."""
+    (and the winner of every rolled-out one), the same on every call and channel. Learning the variants is no
+    exposure: the widget asks again with `expose=<experimentId>` when a variant takes effect (the chat shows the
+    greeting, the clock of a proactive invitation starts); each exposure is logged and counted once per
+    experiment and visitor, with the variant assigned here (`exposed`: true the first time only). Marks the
+    visitor as seen (the chatted / not-chatted report)."""
     who = _visitor(workspace)
     store_ = _experiment_store()
     now = now_iso()
-    store_.mark_seen(workspace, who.id, now)
+    wanted = set(expose.split(",")) if expose else set()
+    if not wanted:
+        store_.mark_seen(workspace, who.id, now)
     out = []
     for experiment in store_.list(workspace):
         variant = experiments.assign(experiment, who.id)
         if variant is None:
             continue
-        if experiment.status == "running":
-            store_.expose(experiment, who.id, variant.id, now)
-        out.append({"experimentId": experiment.id, "kind": experiment.kind, "variantId": variant.id,
-                    "value": variant.value, "rolledOut": experiment.winner is not None})
+        running = experiment.status == "running"
+        row = {"experimentId": experiment.id, "kind": experiment.kind, "variantId": variant.id,
+               "value": variant.value, "rolledOut": experiment.winner is not None, "running": running}
+        if experiment.id in wanted:
+            row["exposed"] = running and store_.expose(experiment, who.id, variant.id, now)
+        out.append(row)
     return {"visitorKey": who.id, "assignments": out}
 
 

@@ -42,6 +42,14 @@ def _assignments(world, visitor: str) -> dict:
     return {a["experimentId"]: a for a in reply.json()["assignments"]}
 
 
+def _expose(world, visitor: str, eid: str) -> dict | None:
+    """What the widget asks when it shows the variant: its assignment, with `exposed` (the first time only)."""
+    reply = requests.get(_url(world, "experiments/assignments"), params={"expose": eid},
+                         headers=_bearer(world, "visitor", visitor), timeout=10)
+    assert reply.status_code == 200, reply.text
+    return next((a for a in reply.json()["assignments"] if a["experimentId"] == eid), None)
+
+
 def _event(world, visitor: str, event_id: str, **body) -> requests.Response:
     return requests.post(_url(world, "events"), json={"eventId": event_id, "type": "order_placed", "value": 99.5,
                                                       **body}, headers=_bearer(world, "visitor", visitor), timeout=10)
@@ -68,8 +76,18 @@ def test_experiment_life_cycle_and_conversions(world):
     visitors = [f"v-{i}" for i in range(12)]
     first = {v: _assignments(world, v)[eid]["variantId"] for v in visitors}
     again = {v: _assignments(world, v)[eid]["variantId"] for v in visitors}
-    assert first == again  # stable across calls; the second call is no new exposure
+    assert first == again  # stable across calls
     assert set(first.values()) <= {"control", "warm"}
+    # learning the variant is no exposure: the widget reports one when it shows the variant, counted once
+    idle = requests.get(_url(world, f"experiments/{eid}"), headers=supervisor, timeout=10).json()
+    assert sum(r["exposures"] for r in idle["results"]["variants"]) == 0
+    for v in visitors:
+        shown = _expose(world, v, eid)
+        assert shown["variantId"] == first[v] and shown["exposed"] is True and shown["running"] is True, shown
+    assert _expose(world, visitors[0], eid)["exposed"] is False  # a reload shows it again: no new count
+    bad = requests.get(_url(world, "experiments/assignments"), params={"expose": "a b"},
+                       headers=_bearer(world, "visitor", "v-0"), timeout=10)
+    assert bad.status_code == 422
     assignment = _assignments(world, visitors[0])[eid]
     assert assignment["value"] == next(v["value"] for v in VARIANTS if v["id"] == first[visitors[0]])
 
@@ -104,7 +122,8 @@ def test_experiment_life_cycle_and_conversions(world):
     assert stopped.status_code == 200 and stopped.json()["winner"] == "warm", stopped.text
     for v in visitors + ["v-new"]:
         got = _assignments(world, v)[eid]
-        assert got["variantId"] == "warm" and got["rolledOut"] is True
+        assert got["variantId"] == "warm" and got["rolledOut"] is True and got["running"] is False
+    assert _expose(world, "v-new", eid)["exposed"] is False  # a rolled-out winner is no exposure
     after = requests.get(_url(world, f"experiments/{eid}"), headers=supervisor, timeout=10).json()
     assert sum(r["exposures"] for r in after["results"]["variants"]) == len(visitors)  # roll-out is no exposure
 
@@ -138,6 +157,7 @@ def test_stop_without_body_and_validation(world):
     stopped = requests.post(_url(world, f"experiments/{eid}/stop"), headers=admin, timeout=10)
     assert stopped.status_code == 200 and stopped.json()["status"] == "stopped" and stopped.json()["winner"] is None
     assert eid not in _assignments(world, "v-1")  # stopped without a winner: the product's default
+    assert _expose(world, "v-1", eid) is None
 
     assert _event(world, "v-1", "e-1", type="refund").status_code == 422
     assert _event(world, "v-1", "e-1", value=-1).status_code == 422

@@ -9,6 +9,7 @@ and when is the Router's business (router.py).
 from __future__ import annotations
 
 import logging
+import time
 from typing import TYPE_CHECKING, Callable
 
 from .delivery import MAX_SEQ_RETRIES, Delivery, backoff
@@ -25,15 +26,22 @@ if TYPE_CHECKING:  # frames (pydantic) only types the arguments; $connect and $d
 
 log = logging.getLogger(__name__)
 
+EXPERIMENTS_TTL_S = 15.0  # how long a started or stopped routing experiment may take to reach warm containers
+
 
 class ConversationService:
     def __init__(self, store: Store, delivery: Delivery, router: Router, bot: Bot | None = None,
-                 attachments: AttachmentStore | None = None):
+                 attachments: AttachmentStore | None = None, experiments=None,
+                 experiments_ttl_s: float = EXPERIMENTS_TTL_S):
         self.store = store
         self.delivery = delivery
         self.router = router
         self.bot = bot
         self.attachments = attachments  # where uploaded files are checked (None: messages carry none)
+        # the A/B experiment store (adapters/experiment_store.py: list, expose), for bot-first vs. human-first
+        self.experiments = experiments
+        self.experiments_ttl_s = experiments_ttl_s
+        self._experiments: dict[str, tuple[float, list]] = {}
 
     # ------------------------------------------------------------ connections
 
@@ -193,11 +201,40 @@ class ConversationService:
             channel=channel,
             status="bot" if self.bot is not None and self.bot.takes(who.workspace) else "open",
         )
+        exposure = None
+        if conversation.status == "bot":
+            exposure = self._routing_experiment(who)
+            if exposure is not None and exposure[1].value == "human_first":
+                conversation.status = "open"  # straight to the human queue (router.conversation_opened)
         try:
             self.store.create_conversation(conversation, self.store.connections_of(who.workspace, "customer", who.id))
         except ConversationAlreadyOpen as race:  # another tab opened it a moment ago
             return race.conversation_id, None
+        if exposure is not None and exposure[0].status == "running":
+            try:
+                self.experiments.expose(exposure[0], who.id, exposure[1].id, conversation.opened_at)
+            except Exception:  # noqa: BLE001 - a lost exposure costs a statistic, not the conversation
+                log.exception("could not log the routing experiment's exposure")
         return conversation.id, conversation
+
+    def _routing_experiment(self, who: Principal):
+        """(experiment, variant) of the routing_mode experiment that decides this customer's new conversation
+        (bot first or human first), or None. The experiments are read at most every experiments_ttl_s per
+        workspace and container; a failing read falls back to the default (the bot first)."""
+        if self.experiments is None:
+            return None
+        from . import experiments as ab
+
+        try:
+            cached = self._experiments.get(who.workspace)
+            if cached is None or time.monotonic() - cached[0] >= self.experiments_ttl_s:
+                listed = [e for e in self.experiments.list(who.workspace) if e.kind == "routing_mode"]
+                cached = (time.monotonic(), listed)
+                self._experiments[who.workspace] = cached
+            return ab.routing_mode(cached[1], who.id)
+        except Exception:  # noqa: BLE001
+            log.exception("routing experiments unavailable; the bot takes the conversation")
+            return None
 
     def _check_attachments(self, conversation: Conversation, frame: frames.MessageFrame) -> list[dict]:
         """The frame's attachment references, checked against the stored objects; InvalidFrame otherwise."""

@@ -9,8 +9,12 @@ visitor is identified, else the anonymous visitor id: the token's subject), so a
 variant on every reload and on every channel, without any stored state. Once an experiment is stopped with a
 winner, everyone gets the winner.
 
-Exposure: a visitor is exposed the first time the widget asks for its assignments while the experiment runs;
-that moment (stored once per experiment and visitor) starts the attribution window.
+Exposure: a visitor is exposed the first time the variant takes effect for them while the experiment runs,
+not when the widget merely learns its assignments: the chat shows the greeting; the widget starts the clock of
+a timed proactive invitation (for every variant alike, also 30 s ones the visitor leaves before: logging the
+popup's appearance instead would count only the visitors who stayed, a survivorship bias against the slower
+variant); a new conversation is routed while the bot would take it (routing_mode); quick replies are shown.
+That moment (stored once per experiment and visitor) starts the attribution window.
 
 Conversion (per experiment): a visitor converts when a business event (order_placed, payment_succeeded) of
 theirs happens within `window_s` (default 24 h) after their first exposure; a visitor counts at most once
@@ -201,6 +205,19 @@ def assign(experiment: Experiment, visitor_key: str) -> Variant | None:
             return variant
         point -= variant.weight
     raise AssertionError("unreachable: the point is below the total weight")
+
+
+def routing_mode(experiments: list[Experiment], visitor_key: str) -> tuple[Experiment, Variant] | None:
+    """The routing_mode experiment that decides this visitor's new conversation, with their variant: the
+    first (oldest) running or rolled-out one that assigns them a variant; None: the product's default
+    (the bot first when the workspace has one)."""
+    for experiment in experiments:
+        if experiment.kind != "routing_mode":
+            continue
+        variant = assign(experiment, visitor_key)
+        if variant is not None:
+            return experiment, variant
+    return None
 
 
 # ---------------------------------------------------------------- statistics

@@ -80,7 +80,15 @@ def conversation_service():
     from .conversations import ConversationService
 
     # the bot (and numpy with it) loads on the first message of a conversation, not in $connect or sync
-    return ConversationService(store(), delivery(), router(), _OnFirstUse(bot), _OnFirstUse(attachment_store))
+    return ConversationService(store(), delivery(), router(), _OnFirstUse(bot), _OnFirstUse(attachment_store),
+                               experiments=_OnFirstUse(experiment_store))
+
+
+@lru_cache(maxsize=1)
+def experiment_store():
+    from .adapters.experiment_store import ExperimentStore
+
+    return ExperimentStore()
 
 
 @lru_cache(maxsize=1)
