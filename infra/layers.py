@@ -63,6 +63,10 @@ UNUSED_REQUIREMENTS: dict[str, dict[str, str]] = {
             "its HTTP client. Takes grpcio and protobuf (~20 MB) out with it."
         ),
     },
+    "onnxruntime": {
+        "flatbuffers": "only its model-building tools (onnxruntime.tools) import it; an InferenceSession does not.",
+        "protobuf": "only the tools, quantization and transformers helpers import it; an InferenceSession does not.",
+    },
 }
 
 # Asset contents that never belong in a layer.

@@ -354,8 +354,10 @@ FUNCTIONS: tuple[Function, ...] = (
         stream_batching_window_s=5,
         writes_buckets=("Models",),
         search="write",
-        memory_mb=2048,  # training is CPU-bound; memory buys vCPUs
-        timeout_s=300,
+        # training is CPU-bound (memory buys vCPUs): a KB of ~10,000 English examples takes a few
+        # minutes with sentence embeddings; the limit leaves room for larger ones
+        memory_mb=3008,
+        timeout_s=900,
     ),
     Function(
         "kb_maintain",

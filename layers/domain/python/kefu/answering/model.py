@@ -11,7 +11,10 @@ of the time": an automatic answer must be near certain, not just likely. Nothing
 the search engine's score scale; the search index only supplies candidates and content.
 
 numpy only (no scipy / scikit-learn): the model must train inside a Lambda function and load in
-the answering path within the layer size limits.
+the answering path within the layer size limits. For knowledge bases that are mostly English,
+sentence embeddings (encoder.py: what a question means, where TF-IDF only sees the words it uses)
+are appended to the TF-IDF features of the same softmax; a model records that it was trained with
+them, and refuses to load where the encoder is missing (its weights and calibration assume them).
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from . import text
+from . import encoder, text
 
 FORMAT = 2
 CALIBRATION_FOLDS = 3
@@ -38,6 +41,12 @@ SURE, ANSWER_AT, REVIEW_AT = 0.97, 0.9, 0.7
 # also leaves out one in CLASS_GROUPS of the articles entirely, so their held-out questions can
 # only be answered wrongly; they weigh UNSEEN_WEIGHT in the calibrator's fit.
 CLASS_GROUPS, MIN_CLASSES_LEFT_OUT, UNSEEN_WEIGHT = 10, 10, 0.3
+# Embedding features: the encoder's unit vectors, centred on the training examples' mean and
+# re-normalised, times EMBED_SCALE (the TF-IDF word and character groups each have norm 1).
+EMBED_SCALE = 2.0
+# The encoder is English only: a knowledge base gets embeddings when at least this share of its
+# examples is English (a Chinese or mixed one keeps the TF-IDF model, which is good at both).
+EMBED_MIN_ENGLISH = 0.8
 
 
 @dataclass(frozen=True)
@@ -206,6 +215,24 @@ def _reshape(calibrated: float, sure: float = SURE) -> float:
 
 
 @dataclass
+class Embedding:
+    """How sentence vectors become features: centred on the training mean, re-normalised, scaled."""
+
+    mean: np.ndarray
+    scale: float = EMBED_SCALE
+    name: str = encoder.NAME
+
+    @classmethod
+    def fit(cls, vectors: np.ndarray) -> Embedding:
+        return cls(vectors.mean(axis=0).astype(np.float32), EMBED_SCALE)
+
+    def features(self, vectors: np.ndarray) -> np.ndarray:
+        centred = vectors - self.mean
+        norms = np.linalg.norm(centred, axis=1, keepdims=True)
+        return (self.scale * centred / np.maximum(norms, 1e-6)).astype(np.float32)
+
+
+@dataclass
 class Prediction:
     ranked: list[tuple[str, float]]  # (article id, model probability), best first
     confidence: float  # calibrated probability that ranked[0] is the right article
@@ -221,10 +248,16 @@ class Model:
     calibrator: np.ndarray
     info: dict = field(default_factory=dict)
     sure: float = SURE  # see _reshape; ANSWER_AT (the identity) for models of format 1
+    embedding: Embedding | None = None  # trained with sentence embeddings: their rows are last in weights
 
-    def scores(self, text_: str) -> np.ndarray:
+    def scores(self, text_: str, vector: np.ndarray | None = None) -> np.ndarray:
+        """vector: the text's sentence embedding when already known (training); else computed."""
         idx, val = self.vectorizer.transform(text_)
-        return (val @ self.weights[idx] if len(idx) else np.zeros(len(self.classes), np.float32)) + self.bias
+        z = (val @ self.weights[idx] if len(idx) else np.zeros(len(self.classes), np.float32)) + self.bias
+        if self.embedding is not None:
+            vector = encoder.encode([text_])[0] if vector is None else vector
+            z = z + self.embedding.features(vector[None, :])[0] @ self.weights[-len(self.embedding.mean):]
+        return z
 
     def probabilities(self, text_: str) -> np.ndarray:
         return _softmax(self.scores(text_))
@@ -258,6 +291,9 @@ class Model:
             calibrator=self.calibrator,
             sure=np.asarray([self.sure]),
             info=np.asarray(json.dumps(self.info, ensure_ascii=False)),
+            **({} if self.embedding is None else {"embedder": np.asarray(self.embedding.name),
+                                                  "embed_mean": self.embedding.mean,
+                                                  "embed_scale": np.asarray([self.embedding.scale])}),
         )
         return buffer.getvalue()
 
@@ -268,6 +304,12 @@ class Model:
             if version not in (1, FORMAT):
                 raise ValueError(f"model format {version} is not {FORMAT}")
             vocabulary = json.loads(str(data["vocabulary"]))
+            embedding = None
+            if "embedder" in data.files:
+                if str(data["embedder"]) != encoder.NAME or not encoder.available():
+                    raise ValueError(f"the model was trained with {data['embedder']} sentence embeddings, "
+                                     "which are not available here")
+                embedding = Embedding(data["embed_mean"].astype(np.float32), float(data["embed_scale"][0]))
             return cls(
                 vectorizer=Vectorizer({g: i for i, g in enumerate(vocabulary)}, data["idf"]),
                 classes=json.loads(str(data["classes"])),
@@ -276,24 +318,52 @@ class Model:
                 calibrator=data["calibrator"],
                 info=json.loads(str(data["info"])),
                 sure=float(data["sure"][0]) if version >= 2 else ANSWER_AT,
+                embedding=embedding,
             )
 
 
-def _fit_classifier(examples: list[Example], classes: list[str]):
+def _fit_classifier(examples: list[Example], classes: list[str], vectors: np.ndarray | None = None):
+    """The TF-IDF softmax; with vectors (the examples' sentence embeddings, in order) their
+    features are appended to every row, after the vocabulary's."""
     index = {c: i for i, c in enumerate(classes)}
     vectorizer, rows = Vectorizer.fit([e.text for e in examples])
     labels = np.asarray([index[e.label] for e in examples])
-    weights, bias = _train_softmax(rows, labels, len(classes), len(vectorizer.vocabulary))
-    return vectorizer, weights, bias
+    features, embedding = len(vectorizer.vocabulary), None
+    if vectors is not None:
+        embedding = Embedding.fit(vectors)
+        dense = embedding.features(vectors)
+        extra = np.arange(features, features + dense.shape[1], dtype=np.int64)
+        rows = [(np.concatenate([i, extra]), np.concatenate([v, d])) for (i, v), d in zip(rows, dense)]
+        features += dense.shape[1]
+    weights, bias = _train_softmax(rows, labels, len(classes), features)
+    return vectorizer, weights, bias, embedding
 
 
-def train(examples: list[Example], folds: int = CALIBRATION_FOLDS, seed: int = 0) -> Model:
-    """Train on the labelled examples; calibrate on held-out folds and the off-topic examples."""
+def mostly_english(texts: list[str]) -> bool:
+    languages = [text.language(t) for t in texts]
+    known = [lang for lang in languages if lang is not None]
+    return bool(known) and sum(lang == "en" for lang in known) >= EMBED_MIN_ENGLISH * len(known)
+
+
+def train(examples: list[Example], folds: int = CALIBRATION_FOLDS, seed: int = 0,
+          embeddings: bool | None = None) -> Model:
+    """Train on the labelled examples; calibrate on held-out folds and the off-topic examples.
+    embeddings: add sentence-embedding features (default: where the encoder is installed and the
+    examples are mostly English)."""
     labelled = [e for e in examples if e.label is not None]
     off_topic = [e.text for e in examples if e.label is None]
     classes = sorted({e.label for e in labelled})
     if not classes:
         raise ValueError("nothing to learn from: no article has a title or an example question")
+    if embeddings is None:
+        embeddings = encoder.available() and mostly_english([e.text for e in labelled])
+    vector_of: dict[str, np.ndarray] = {}
+    if embeddings:  # each distinct text embedded once, in batches
+        distinct = sorted({e.text for e in labelled} | set(off_topic))
+        vector_of = dict(zip(distinct, encoder.encode(distinct)))
+
+    def vectors(items: list[Example]) -> np.ndarray | None:
+        return np.vstack([vector_of[e.text] for e in items]) if embeddings else None
 
     # held-out predictions: every labelled example is predicted by a model that never saw it
     rng = np.random.default_rng(seed)
@@ -308,10 +378,10 @@ def train(examples: list[Example], folds: int = CALIBRATION_FOLDS, seed: int = 0
         fold_classes = sorted({e.label for e in training})
         if len(fold_classes) < 2 or not held:
             continue
-        vectorizer, weights, bias = _fit_classifier(training, fold_classes)
-        fold_model = Model(vectorizer, fold_classes, weights, bias, np.zeros(7))
+        vectorizer, weights, bias, embedding = _fit_classifier(training, fold_classes, vectors(training))
+        fold_model = Model(vectorizer, fold_classes, weights, bias, np.zeros(7), embedding=embedding)
         probe = held + [Example(t, None) for t in off_topic]
-        z = np.vstack([fold_model.scores(e.text) for e in probe])
+        z = np.vstack([fold_model.scores(e.text, vector_of.get(e.text)) for e in probe])
         coverage = np.asarray([vectorizer.coverage(e.text) for e in probe])
         words = np.asarray([len(text.tokens(e.text)) for e in probe])
         predicted = [fold_classes[i] for i in z.argmax(axis=1)]
@@ -319,7 +389,7 @@ def train(examples: list[Example], folds: int = CALIBRATION_FOLDS, seed: int = 0
         held_correct.extend(1.0 if e.label is not None and e.label == c else 0.0 for e, c in zip(probe, predicted))
         held_weight.extend(UNSEEN_WEIGHT if group_of.get(e.label) == k else 1.0 for e in probe)
 
-    vectorizer, weights, bias = _fit_classifier(labelled, classes)
+    vectorizer, weights, bias, embedding = _fit_classifier(labelled, classes, vectors(labelled))
     if held_features and 0 < sum(held_correct) < len(held_correct):
         calibrator = _fit_logistic(np.vstack(held_features), np.asarray(held_correct), weights=np.asarray(held_weight))
     else:  # too little data to hold anything out (one article): only the words' familiarity counts, and
@@ -327,5 +397,6 @@ def train(examples: list[Example], folds: int = CALIBRATION_FOLDS, seed: int = 0
         calibrator = np.asarray([0.0, 0.0, 2.0, 0.0, 0.0, 0.0, -0.6])
     info = {"articles": len(classes), "examples": len(labelled), "offTopic": len(off_topic),
             "features": len(vectorizer.vocabulary), "heldOut": len(held_correct),
-            "heldOutAccuracy": round(float(np.mean(held_correct)), 4) if held_correct else None}
-    return Model(vectorizer, classes, weights, bias, calibrator, info)
+            "heldOutAccuracy": round(float(np.mean(held_correct)), 4) if held_correct else None,
+            "embeddings": embedding.name if embedding is not None else None}
+    return Model(vectorizer, classes, weights, bias, calibrator, info, embedding=embedding)
