@@ -81,6 +81,11 @@ def main(argv: list[str] | None = None) -> int:
     analytics.add_argument("--records", type=int, default=1000)
     analytics.add_argument("--seed", type=int, default=7)
 
+    fuzz = benches.add_parser("fuzz", help="Hypothesis-generated frames for every WebSocket action: no crash, no "
+                                           "internal error, no stack trace, the conversation intact")
+    fuzz.add_argument("--frames", type=int, default=10_000)
+    fuzz.add_argument("--seed", type=int, default=0)
+
     args = parser.parse_args(argv)
     if args.command == "dev":
         return _dev(args)
@@ -126,6 +131,13 @@ def main(argv: list[str] | None = None) -> int:
             report = bench_analytics.run(records=args.records, seed=args.seed)
         print(json.dumps(report, indent=2, ensure_ascii=False))
         return 0
+    if args.command == "bench" and args.bench == "fuzz":
+        from kefu_bench import fuzz as bench_fuzz
+
+        with _stdout_to_stderr():
+            report = bench_fuzz.run(frames=args.frames, seed=args.seed)
+        print(json.dumps(report, indent=2, ensure_ascii=False))
+        return 0 if report["failure_count"] == 0 else 1
     if args.command == "bench":
         from kefu_bench import messages as bench_messages
 
