@@ -162,7 +162,7 @@ def run(frames: int = 10_000, seed: int = 0) -> dict:
                 route = frame["action"] if isinstance(frame.get("action"), str) else "(no action)"
             else:
                 body, route, request_id = frame, "(raw)", None
-            by_route[route if route in known_routes or route.startswith("(") else "(other action)"] += 1
+            by_route[route if route in known_routes or route in ("(raw)", "(no action)") else "(other action)"] += 1
             t0 = time.perf_counter()
             try:
                 socket.send(body)
