@@ -86,6 +86,8 @@ class Gateway:
         self.idle_timeout_s = idle_timeout_s
         self.max_connection_s = max_connection_s
         self.connections: dict[str, Connection] = {}
+        # fault injection for tests: seconds a PostToConnection to that connection takes (a slow client)
+        self.delays: dict[str, float] = {}
         self.executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="lambda")
         self.app = web.Application(client_max_size=10 * 1024 * 1024)
         self.app.router.add_get("/ws", self.websocket)
@@ -226,6 +228,8 @@ class Gateway:
             data = await request.read()
             if len(data) > schema.WS_MAX_FRAME_BYTES:
                 return _aws_error(413, "PayloadTooLargeException", "Message too long")
+            if connection.id in self.delays:
+                await asyncio.sleep(self.delays[connection.id])
             try:
                 await connection.socket.send_str(data.decode("utf-8"))
             except UnicodeDecodeError:

@@ -7,18 +7,30 @@ reads stay concurrent, as real DynamoDB's per-item consistency allows. Stream re
 lock too: a cancelled transaction is rolled back by restoring a copy of the tables, and a
 stream reader must not see the records of a write that is about to be undone.
 
+A second one: TransactWriteItems is idempotent by its ClientRequestToken, as on DynamoDB (botocore
+fills one in and keeps it across its retries). moto ignores the token, so a transaction whose
+answer was lost and that botocore sent again failed its own conditions (a message taken for a
+resend of itself, and never fanned out); here a repeat of a token that succeeded within 10 minutes
+gets the first answer and changes nothing (a different request under a used token gets
+IdempotentParameterMismatchException).
+
 Run: python -m kefu_local.moto_server HOST PORT
 """
 
 from __future__ import annotations
 
 import copy
+import hashlib
 import inspect
+import io
+import json
 import os
 import signal
 import sys
 import threading
+import time
 import types
+from collections import OrderedDict
 
 from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
 from werkzeug.serving import run_simple
@@ -28,13 +40,21 @@ DYNAMODB_WRITES = {
 }
 
 
+IDEMPOTENCY_WINDOW_S = 600  # DynamoDB: a client request token is valid for 10 minutes
+
+
 class AtomicDynamoDBWrites:
     def __init__(self, app):
         self.app = app
         self.lock = threading.Lock()
+        # token -> (at, digest, status, headers, body), oldest first
+        self.tokens: OrderedDict[str, tuple[float, str, str, list, list]] = OrderedDict()
 
     def __call__(self, environ, start_response):
         target = environ.get("HTTP_X_AMZ_TARGET", "")
+        if target.startswith("DynamoDB_") and target.endswith(".TransactWriteItems"):
+            with self.lock:
+                return self._transact(environ, start_response)
         if (target.startswith("DynamoDB_") and target.rsplit(".", 1)[-1] in DYNAMODB_WRITES) or target.startswith(
             "DynamoDBStreams_"
         ):
@@ -43,6 +63,43 @@ class AtomicDynamoDBWrites:
                 return list(self.app(environ, start_response))
         return self.app(environ, start_response)
 
+    def _transact(self, environ, start_response):
+        length = int(environ.get("CONTENT_LENGTH") or 0)
+        body = environ["wsgi.input"].read(length) if length else b""
+        environ["wsgi.input"] = io.BytesIO(body)
+        try:
+            request = json.loads(body or b"{}")
+        except ValueError:
+            request = {}
+        token = request.pop("ClientRequestToken", None) if isinstance(request, dict) else None
+        if not token:
+            return list(self.app(environ, start_response))
+        now = time.monotonic()
+        while self.tokens and now - next(iter(self.tokens.values()))[0] > IDEMPOTENCY_WINDOW_S:
+            self.tokens.popitem(last=False)
+        digest = hashlib.sha256(json.dumps(request, sort_keys=True).encode()).hexdigest()
+        if token in self.tokens:
+            _, seen, status, headers, chunks = self.tokens[token]
+            if seen == digest:
+                start_response(status, headers)
+                return chunks
+            error = json.dumps({"__type": "com.amazonaws.dynamodb.v20120810#IdempotentParameterMismatchException",
+                                "message": "The request uses the same client token as a previous, but non-identical "
+                                           "request."}).encode()
+            start_response("400 Bad Request", [("Content-Type", "application/x-amz-json-1.0"),
+                                               ("Content-Length", str(len(error)))])
+            return [error]
+        answer: list = []
+
+        def remember(status, headers, exc_info=None):
+            answer[:] = [status, list(headers)]
+            return start_response(status, headers, exc_info) if exc_info else start_response(status, headers)
+
+        chunks = list(self.app(environ, remember))
+        if answer and answer[0].startswith("200"):
+            self.tokens[token] = (now, digest, answer[0], answer[1], chunks)
+        return chunks
+
 
 def cheap_transactions() -> None:
     """moto deep-copies every table a transaction touches, for rollback: O(table size) per write,
@@ -50,7 +107,7 @@ def cheap_transactions() -> None:
     (nothing is written when one fails, as in DynamoDB) and skip the table copy; under the
     write lock the conditions still hold when moto applies the writes. A request that fails
     validation halfway could leave a partial write here; our adapters send none."""
-    import moto.dynamodb.models as models
+    from moto.dynamodb import models
     from moto.dynamodb.comparisons import get_filter_expression
     from moto.dynamodb.exceptions import TransactionCanceledException
     from moto.dynamodb.models.table import Table

@@ -21,7 +21,7 @@ from .queues import QueuePoller, create_queues
 from .runtime import STATS, LambdaRuntime, install_request_counter
 from .services import (LOCAL_CREDENTIALS, MotoServer, SearchServer, create_buckets, create_escalation, create_tables,
                        free_port)
-from .streams import StreamPoller
+from .streams import StreamPoller, create_stream_dlqs
 
 log = logging.getLogger("kefu.local")
 
@@ -111,6 +111,7 @@ class LocalStack:
         sqs = self.client("sqs")
         self.queue_urls = create_queues(sqs)
         os.environ.update({schema.QUEUES[q].env_var: url for q, url in self.queue_urls.items()})
+        self.stream_dlq_urls = create_stream_dlqs(sqs)  # function name -> its on-failure destination
         self.escalation_arn, self.alert_topic_arn = create_escalation(self.client("stepfunctions"), self.client("sns"))
         os.environ[schema.ENV_ESCALATION_ARN] = self.escalation_arn
         apigateway = self.client("apigateway")
@@ -134,7 +135,8 @@ class LocalStack:
         streams = self.client("dynamodbstreams")
         for function in schema.FUNCTIONS:
             if function.stream_of:
-                poller = StreamPoller(runtime, function, dynamodb, streams)
+                poller = StreamPoller(runtime, function, dynamodb, streams, sqs=self.client("sqs"),
+                                      dlq_url=self.stream_dlq_urls[function.name])
                 poller.start()
                 self.pollers.append(poller)
             if function.consumes:

@@ -7,7 +7,7 @@ import logging
 
 import boto3
 from botocore.config import Config
-from botocore.exceptions import ClientError
+from botocore.exceptions import BotoCoreError, ClientError
 
 log = logging.getLogger(__name__)
 
@@ -30,4 +30,11 @@ class ConnectionsApi:
                 return False
             # a delivery failure must not fail the send for anybody else; the receiver syncs on reconnect
             log.warning("post_to_connection failed", extra={"code": code, "connection_id": connection_id})
+            return True
+        except BotoCoreError as error:
+            # no answer in time, a reset connection (after botocore's retries): the same, the connection may
+            # well be alive; raising here failed the whole send (the sender got an error for a stored message,
+            # the rest of the fan-out's bookkeeping and the bot's turn never ran)
+            log.warning("post_to_connection failed", extra={"code": type(error).__name__,
+                                                              "connection_id": connection_id})
             return True

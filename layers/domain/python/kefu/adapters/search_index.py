@@ -25,6 +25,10 @@ MAPPINGS = {
            for field in TEXT_FIELDS for lang in ("zh", "en")},
     }
 }
+# The bot's search runs inside a message's invocation (ws_message: 10 s): a hanging cluster must leave
+# time to hand over to a human. Each try waits this long (the client's 2 retries included: 4.5 s at
+# most); indexing keeps the client's 5 s.
+SEARCH_TIMEOUT_S = 1.5
 QUERY_FIELDS = ["title_zh^2", "questions_zh", "answer_zh^0.5", "title_en^2", "questions_en", "answer_en^0.5"]
 
 
@@ -110,9 +114,11 @@ class SearchIndex:
         }
 
     def candidates(self, workspace: str, text: str, boost_ids: list[str], size: int = 5) -> list[dict]:
-        """Active articles for the text, best lexical match first: {id, lang, title, answer, rank}."""
-        self.ensure()
-        result = self.search.search(index=self.index, body=self.query(workspace, text, boost_ids, size + len(boost_ids)))
+        """Active articles for the text, best lexical match first: {id, lang, title, answer, rank}. No
+        ensure(): the reader may not create indexes (search="read"), and a cold container's exists() check
+        on a hanging cluster took 15 s of the message's 10 (a missing index fails the search: a handoff)."""
+        result = self.search.search(index=self.index, body=self.query(workspace, text, boost_ids, size + len(boost_ids)),
+                                    request_timeout=SEARCH_TIMEOUT_S)
         found = []
         for rank, hit in enumerate(result["hits"]["hits"]):
             source = hit["_source"]
