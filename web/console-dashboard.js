@@ -1,7 +1,8 @@
 /*
  * The supervisors' dashboard (agent.html, view "dashboard"): the live queue and agents' states and loads from
  * the console's snapshot polls, and hourly charts of the last 24 hours from GET /metrics/hourly (conversations
- * opened, the bot's answers / reviews / handovers and its containment). Charts are uPlot (npm, vendored by the
+ * opened, the bot's answers / reviews / handovers and its containment), and the last 7 days from GET /metrics (wait,
+ * first response, handle time, CSAT, first contact resolution; NPS when the survey asks it). Charts are uPlot (npm, vendored by the
  * web build); each has its numbers in a table for keyboards and screen readers.
  */
 (function () {
@@ -23,6 +24,7 @@
       "db.loadFailed": "无法加载数据：{message}",
       "db.week": "最近 7 天", "db.waitP": "等待时间 p50 / p90", "db.frtP": "首次响应 p50 / p90", "db.aht": "平均处理时长", "db.csat": "满意度（CSAT）",
       "db.csatHelp": "{n} 个评价", "db.fcr": "首次解决率", "db.resolution": "解决率 {value}",
+      "db.nps": "净推荐值（NPS）", "db.npsHelp": "回答 {n} 个 · 推荐者 {p} · 中立者 {m} · 贬损者 {d}",
       "db.daily": "每天的等待与处理时长（最近 7 天）", "db.day": "日期", "db.avgWait": "平均等待（秒）",
       "db.ahtSeconds": "平均处理（秒）",
       "state.online": "在线", "state.away": "离开", "state.offline": "下线",
@@ -43,6 +45,7 @@
       "db.loadFailed": "Could not load the numbers: {message}",
       "db.week": "last 7 days", "db.waitP": "Wait p50 / p90", "db.frtP": "First response p50 / p90", "db.aht": "Average handle time", "db.csat": "CSAT",
       "db.csatHelp": "{n} ratings", "db.fcr": "First contact resolution", "db.resolution": "resolution {value}",
+      "db.nps": "Net Promoter Score (NPS)", "db.npsHelp": "answers: {n} · promoters {p} · passives {m} · detractors {d}",
       "db.daily": "Wait and handle time per day (last 7 days)", "db.day": "Day", "db.avgWait": "Average wait (s)",
       "db.ahtSeconds": "Average handle time (s)",
       "state.online": "online", "state.away": "away", "state.offline": "offline",
@@ -120,7 +123,7 @@
     const total = (week && week.total) || {};
     const pct = (x) => (typeof x === "number" ? `${Math.round(x * 100)}%` : "–");
     const secs = (x) => (typeof x === "number" ? ago(Math.round(x)) : "–");
-    document.getElementById("db-cards").replaceChildren(
+    document.getElementById("db-cards").replaceChildren(...[ // (no NPS card: null, left out)
       card(t("db.waiting"), String(totals.waiting ?? "–")),
       card(t("db.longestWait"), queue.length ? ago(longest) : "–"),
       card(t("db.online"), String(totals.online ?? "–"), totals.seats != null ? t("db.seats", { n: totals.seats }) : null),
@@ -134,7 +137,12 @@
       card(t("db.aht"), secs(total.ahtS), t("db.week")),
       card(t("db.csat"), typeof total.csatAvg === "number" ? total.csatAvg.toFixed(1) : "–",
         t("db.csatHelp", { n: sum(Object.values(total.csatDistribution || {})) })),
-      card(t("db.fcr"), pct(total.fcrRate), t("db.resolution", { value: pct(total.resolutionRate) })));
+      card(t("db.fcr"), pct(total.fcrRate), t("db.resolution", { value: pct(total.resolutionRate) })),
+      // NPS only where the survey asks it (answers in the last 7 days): % promoters − % detractors, −100..100
+      total.npsCount > 0 && typeof total.nps === "number"
+        ? card(t("db.nps"), `${total.nps > 0 ? "+" : ""}${Math.round(total.nps)}`, t("db.npsHelp", {
+          n: total.npsCount, p: total.npsPromoters, m: total.npsPassives, d: total.npsDetractors }))
+        : null].filter(Boolean));
     const agents = (f && f.agents) || [];
     document.getElementById("db-agents").replaceChildren(table(
       [t("db.name"), t("db.state"), t("db.load"), t("db.console")],

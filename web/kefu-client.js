@@ -708,12 +708,15 @@
     }
 
     /**
-     * A customer's satisfaction with a closed conversation: score 1–5 and an optional comment, once
-     * (resending the same rating is harmless). The reply comes as onCsat; refusals as onError
-     * (conflict: not closed yet, or already rated otherwise).
+     * A customer's satisfaction with a closed conversation: score 1–5, an optional comment and, when the
+     * `closed` frame's survey.nps asked it, the 0–10 recommendation answer (nps, an integer; null: not
+     * answered), once (resending the same rating is harmless). The reply comes as onCsat; refusals as
+     * onError (conflict: not closed yet, or already rated otherwise).
      */
-    csat(conversationId, score, comment) {
-      return this._request({ action: "csat", conversationId, score, comment: comment || "" });
+    csat(conversationId, score, comment, nps) {
+      const frame = { action: "csat", conversationId, score, comment: comment || "" };
+      if (Number.isInteger(nps)) frame.nps = nps;
+      return this._request(frame);
     }
 
     /** An agent's presence: "online", "away" or "offline" (onPresence). */

@@ -11,7 +11,7 @@ from aws_lambda_powertools.event_handler import APIGatewayRestResolver, CORSConf
 from aws_lambda_powertools.event_handler.exceptions import NotFoundError
 from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
 from aws_lambda_powertools.event_handler.openapi.params import Query
-from pydantic import BaseModel, Field, StringConstraints
+from pydantic import BaseModel, Field, StrictBool, StringConstraints
 
 from kefu import attachments, experiments, schema, tokens, wiring
 from kefu.errors import Conflict, ConversationClosed, Forbidden, InvalidRequest, KefuError, NotFound, Unauthorized
@@ -255,6 +255,27 @@ def _bot_settings(workspace: str):
     from kefu.bot import BotSettings
 
     return BotSettings.stored(store.bot_settings(workspace))  # what the bot itself uses
+
+
+class SurveySettings(BaseModel):
+    nps: StrictBool = Field(default=False, description="ask the Net Promoter question (\"How likely are you to recommend "
+                      "us to a friend?\" 0–10) in the survey after a close, besides the 1–5 stars")
+
+
+@app.get("/workspaces/<workspace>/survey")
+def get_survey(workspace: str) -> SurveySettings:
+    """What the satisfaction survey after a close asks besides the stars (supervisors). The widget learns it
+    from the `closed` frame's survey."""
+    _staff(workspace, "supervisor")
+    return SurveySettings(**{k: v for k, v in store.survey_settings(workspace).items() if k in SurveySettings.model_fields})
+
+
+@app.put("/workspaces/<workspace>/survey")
+def put_survey(workspace: str, body: SurveySettings) -> SurveySettings:
+    """Turn the survey's NPS question on or off (admins); closes from then on ask it."""
+    _staff(workspace, "admin")
+    store.put_survey_settings(workspace, body.model_dump())
+    return body
 
 
 # ---------------------------------------------------------------- knowledge base
@@ -1131,8 +1152,9 @@ def workspace_metrics(
     """Service metrics for supervisors and admins, per hour or day (UTC) of a range (`from` / `to`: days
     2026-11-21 or hours 2026-11-21T09; default the last 7 days / 24 hours), for the workspace or one group,
     agent or channel: volume, bot containment and handoff rates, resolution and first-contact resolution,
-    abandonment, transfers, wait (average, p50 / p90), average handle time, CSAT average and distribution.
-    `total` is computed from the summed counters of the range."""
+    abandonment, transfers, wait (average, p50 / p90), average handle time, CSAT average and distribution,
+    NPS (% promoters 9–10 minus % detractors 0–6, -100..100) with its answers and distribution when asked
+    (PUT /workspaces/{ws}/survey). `total` is computed from the summed counters of the range."""
     from datetime import datetime, timedelta, timezone
 
     from kefu import analytics
@@ -1216,7 +1238,7 @@ def _member(workspace: str, *, staff: bool = False) -> Principal:
     if who.role == "customer":
         if staff:
             raise Forbidden("this is for agents")
-        return who
+        return _known_workspace(who)
     agent = _staff(workspace, "agent")
     return Principal(workspace, "agent", agent.id, agent.name, agent_role=agent.role)
 
@@ -1224,8 +1246,10 @@ def _member(workspace: str, *, staff: bool = False) -> Principal:
 def _staff(workspace: str, at_least: str):
     """The calling agent of this workspace, if their role (from the directory, not the token) suffices."""
     who = _caller()
-    if who.role != "agent" or who.workspace != workspace:
-        raise NotFound("no such workspace")
+    if who.workspace != workspace:
+        raise NotFound("no such workspace")  # another workspace's caller: its ids are unknown, never forbidden
+    if who.role != "agent":
+        raise Forbidden("this is for agents")
     agent = store.get_agent(workspace, who.id)
     if agent is None:
         raise Unauthorized("unknown agent")
@@ -1435,6 +1459,14 @@ def _visitor(workspace: str) -> Principal:
         raise NotFound("no such workspace")
     if who.role != "customer":
         raise Forbidden("this is for the widget (a visitor token)")
+    return _known_workspace(who)
+
+
+def _known_workspace(who: Principal) -> Principal:
+    """A visitor token is no better than its workspace: one that does not exist (deleted, or never made) opens
+    nothing, as at $connect (ws_authorizer). Agents' tokens are checked against the directory (_staff)."""
+    if not store.workspace_exists(who.workspace):
+        raise Unauthorized("unknown workspace")
     return who
 
 

@@ -84,6 +84,61 @@ def test_conversations_become_aggregates(world):
         assert refused.status_code == 422 and refused.json()["error"]["code"] == "invalid_request", (bad, refused.text)
 
 
+def test_the_nps_question_when_the_workspace_asks_it_reaches_the_metrics(world):
+    """The survey setting (off by default) reaches the widget in the closed frame; a survey with an nps answer is
+    stored once on the conversation and counted in GET /metrics (NPS = % promoters - % detractors)."""
+    import requests
+
+    world.agent("agent-1")
+    world.agent("boss", role="admin")
+    admin = {"Authorization": f"Bearer {world.token('agent', 'boss')}"}
+    survey = f"{world.stack.api_url}/workspaces/{world.workspace}/survey"
+    assert requests.get(survey, headers=admin, timeout=10).json() == {"nps": False}
+    refused = requests.put(survey, json={"nps": "yes"}, headers=admin, timeout=10)
+    assert refused.status_code == 422 and refused.json()["error"]["code"] == "invalid_request"
+    agent = world.agent_socket("agent-1")
+
+    # off: the closed frame says so; a survey of stars only counts no NPS
+    first = world.customer("cust-1")
+    c1 = open_conversation(world, first, agent)
+    agent.request({"action": "close", "conversationId": c1}, type="closed")
+    assert first.expect(type="closed", conversationId=c1)["survey"] == {"csat": True, "nps": False}
+    first.request({"action": "csat", "conversationId": c1, "score": 3}, type="csat")
+
+    put = requests.put(survey, json={"nps": True}, headers=admin, timeout=10)
+    assert put.status_code == 200 and put.json() == {"nps": True}
+    answers = {"cust-2": (5, 10), "cust-3": (4, 9), "cust-4": (2, 3)}  # two promoters, one detractor: NPS 33.3
+    for customer_id, (score, nps) in answers.items():
+        customer = world.customer(customer_id)
+        cid = open_conversation(world, customer, agent)
+        customer.request({"action": "close", "conversationId": cid}, type="closed")
+        assert customer.expect(type="closed", conversationId=cid)["survey"] == {"csat": True, "nps": True}
+        bad = customer.request({"action": "csat", "conversationId": cid, "score": score, "nps": "10"}, type="error")
+        assert bad["code"] == "invalid_frame" and bad["details"][0]["field"] == "nps"
+        reply = customer.request({"action": "csat", "conversationId": cid, "score": score, "nps": nps}, type="csat")
+        assert reply["nps"] == nps and reply["status"] == "received"
+        again = customer.request({"action": "csat", "conversationId": cid, "score": score, "nps": 0}, type="error")
+        assert again["code"] == "conflict"  # a second survey, as for the stars
+        assert world.store.get_conversation(world.workspace, cid).csat["nps"] == nps
+
+    store = _reader()
+    done = wait_for(lambda: _today(store, world.workspace), lambda c: c.get("csatCount") == 4, timeout=60)
+    assert (done["npsCount"], done["npsPromoters"], done["npsDetractors"]) == (3, 2, 1) and "npsPassives" not in done
+    assert (done["nps10"], done["nps9"], done["nps3"]) == (1, 1, 1)
+    world.agent("boss-2", role="supervisor")
+    week = requests.get(f"{world.stack.api_url}/workspaces/{world.workspace}/metrics",
+                        headers={"Authorization": f"Bearer {world.token('agent', 'boss-2')}"}, timeout=10).json()
+    total = week["total"]
+    assert total["npsCount"] == 3 and total["nps"] == pytest.approx(100 / 3)
+    assert (total["npsPromoters"], total["npsPassives"], total["npsDetractors"]) == (2, 0, 1)
+    assert total["npsDistribution"]["10"] == 1 and sum(total["npsDistribution"].values()) == 3
+    assert week["series"][-1]["npsCount"] == 3 and total["csatAvg"] == pytest.approx(14 / 4)
+    mine = requests.get(f"{world.stack.api_url}/workspaces/{world.workspace}/metrics",
+                        params={"agent": "agent-1"},
+                        headers={"Authorization": f"Bearer {world.token('agent', 'boss-2')}"}, timeout=10).json()
+    assert mine["total"]["npsCount"] == 3
+
+
 def _record(seq: int, name: str, old: dict | None, new: dict) -> dict:
     ser = TypeSerializer()
     dynamodb = {"Keys": {"pk": {"S": new["pk"]}, "sk": {"S": new["sk"]}}, "SequenceNumber": str(seq),

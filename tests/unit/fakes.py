@@ -23,6 +23,7 @@ class MemoryStore:
         self.open: dict[tuple[str, str], str] = {}
         self.queue: dict[tuple[str, str], QueueEntry] = {}  # (ws, sort key) -> entry
         self.workspace_settings: dict[str, dict] = {}
+        self.survey: dict[str, dict] = {}  # survey settings per workspace ({"nps": bool})
         self.handled: dict[tuple[str, str], tuple[int, int]] = {}
         self.counters: dict[tuple[str, str], int] = {}
         self.calls = 0
@@ -83,6 +84,13 @@ class MemoryStore:
     def settings(self, workspace):
         self._call()
         return dict(self.workspace_settings.get(workspace, {}))
+
+    def survey_settings(self, workspace):
+        self._call()
+        return dict(self.survey.get(workspace, {}))
+
+    def put_survey_settings(self, workspace, settings):
+        self.survey[workspace] = dict(settings)
 
     def handle_stats(self, workspace):
         self._call()

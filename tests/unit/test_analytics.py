@@ -63,8 +63,11 @@ class Conv:
     def close(self, after: float, reason: str) -> Conv:
         return self._change(after, status="closed", closedAt=iso(self.t + after), closeReason=reason)
 
-    def rate(self, score: int, after: float = 10) -> Conv:
-        return self._change(after, csat={"score": Decimal(score), "comment": "", "at": iso(self.t + after)})
+    def rate(self, score: int, after: float = 10, nps=None) -> Conv:
+        csat = {"score": Decimal(score), "comment": "", "at": iso(self.t + after)}
+        if nps is not None:
+            csat["nps"] = nps if isinstance(nps, Decimal) else Decimal(nps)
+        return self._change(after, csat=csat)
 
 
 WAITS = [5, 8, 20, 25, 45, 50, 90, 200, 700, 4000]  # buckets 1,1,2,2,3,3,4,5,7,9 (overflow)
@@ -303,3 +306,86 @@ def test_ticket_facts_count_opened_escalated_and_breaches():
     assert not any(k.dimension.startswith("channel:") for k in aggs)  # tickets have no channel
     r = analytics.rates(c)
     assert (r["ticketsOpened"], r["ticketsEscalated"], r["slaBreaches"]) == (1, 1, 2)
+
+
+# ---------------------------------------------------------------- NPS (the survey's 0–10 question, when asked)
+
+# conversation k is opened at 10:00 + 10 min * k and rated 80 s later: k 0–5 in hour 10, k 6–9 in hour 11;
+# agents alternate a1 / a2, groups sales (k < 5) / support, the last one is on WeChat
+NPS = [10, 10, 9, 9, 9, 8, 7, 6, 3, 0]
+
+
+def nps_log() -> list:
+    """10 surveys with an NPS answer, one survey without it (NPS off), one whose answer is not a whole number
+    (ignored), and changes after a rating (no new answer)."""
+    log: list = []
+    for k, answer in enumerate(NPS):
+        c = Conv(log, f"n{k}", opened=600 * k, channel="wechat" if k == 9 else "web",
+                 group="sales" if k < 5 else "support")
+        c.queue(0).assign(10, "a1" if k % 2 == 0 else "a2").close(60, "resolved:agent").rate(4, after=10, nps=answer)
+        c.message(5)  # a later change of the META item: the rating (and its answer) is in the old image too
+    Conv(log, "s0", opened=100).queue(0).assign(10, "a1").close(60, "resolved:agent").rate(5)  # stars only
+    Conv(log, "s1", opened=200).queue(0).assign(10, "a1").close(60, "resolved:agent").rate(3, nps=Decimal("9.5"))
+    return log
+
+
+def test_nps_facts_once_per_conversation():
+    facts = [f for f in all_facts(nps_log()) if f.kind in ("csat", "nps")]
+    assert sum(f.kind == "csat" for f in facts) == 12
+    answers = [(f.conversation_id, f.values["score"]) for f in facts if f.kind == "nps"]
+    assert answers == [(f"n{k}", a) for k, a in enumerate(NPS)]
+    first = next(f for f in facts if f.kind == "nps")
+    assert first.agent == "a1" and first.group == "sales" and first.at == iso(80)
+
+
+def test_nps_aggregate_is_exact():
+    aggs = analytics.aggregate(all_facts(nps_log()))
+    c = day(aggs)
+    assert (c["npsCount"], c["npsPromoters"], c["npsPassives"], c["npsDetractors"]) == (10, 5, 2, 3)
+    assert [c.get(f"nps{s}", 0) for s in range(11)] == [1, 0, 0, 1, 0, 0, 1, 1, 1, 3, 2]
+    assert c["csatCount"] == 12  # the stars count with or without the answer
+    r = analytics.rates(c)
+    assert r["nps"] == pytest.approx(20.0) and r["npsCount"] == 10
+    assert (r["npsPromoters"], r["npsPassives"], r["npsDetractors"]) == (5, 2, 3)
+    assert r["npsDistribution"] == {"0": 1, "1": 0, "2": 0, "3": 1, "4": 0, "5": 0, "6": 1, "7": 1, "8": 1,
+                                    "9": 3, "10": 2}
+    # per group, agent, channel and hour
+    nps = lambda counters: analytics.rates(counters)["nps"]  # noqa: E731
+    assert nps(day(aggs, "group:sales")) == 100.0  # 10 10 9 9 9
+    assert nps(day(aggs, "group:support")) == pytest.approx(-60.0)  # 8 7 6 3 0
+    assert nps(day(aggs, "agent:a1")) == pytest.approx(40.0)  # 10 9 9 7 3
+    assert nps(day(aggs, "agent:a2")) == pytest.approx(0.0)  # 10 9 8 6 0
+    assert nps(day(aggs, "channel:wechat")) == -100.0
+    assert nps(day(aggs, "channel:web")) == pytest.approx(100 * (5 - 2) / 9)
+    hour = lambda h: aggs[AggregateKey("w1", "H", f"{DAY}T{h}", "all")]  # noqa: E731
+    assert hour(10)["npsCount"] == 6 and nps(hour(10)) == pytest.approx(100 * 5 / 6)  # 10 10 9 9 9 8
+    assert hour(11)["npsCount"] == 4 and nps(hour(11)) == pytest.approx(-75.0)  # 7 6 3 0
+
+
+def test_nps_without_answers_and_at_the_extremes():
+    r = analytics.rates({})
+    assert r["nps"] is None and r["npsCount"] == 0 and sum(r["npsDistribution"].values()) == 0
+    assert analytics.rates({"npsCount": 3, "npsPromoters": 3})["nps"] == 100.0
+    assert analytics.rates({"npsCount": 2, "npsDetractors": 2})["nps"] == -100.0
+    assert [analytics.nps_category(s) for s in (0, 6, 7, 8, 9, 10)] == [
+        "npsDetractors", "npsDetractors", "npsPassives", "npsPassives", "npsPromoters", "npsPromoters"]
+    # a report sums the counters of its periods before it computes the value
+    report = analytics.report({"2026-11-20": {"npsCount": 1, "npsPromoters": 1, "nps10": 1},
+                               "2026-11-21": {"npsCount": 3, "npsDetractors": 2, "npsPassives": 1, "nps0": 2, "nps7": 1}},
+                              ["2026-11-20", "2026-11-21"])
+    assert [p["nps"] for p in report["series"]] == [100.0, pytest.approx(-200 / 3)]
+    assert report["total"]["nps"] == pytest.approx(-25.0) and report["total"]["npsCount"] == 4
+
+
+def test_a_redelivered_nps_batch_is_counted_once(store):
+    log = nps_log()
+    aggs = analytics.aggregate(all_facts(log))
+    assert store.apply(aggs, "arn:stream", "500", "599")["applied"] >= 1
+    assert store.apply(aggs, "arn:stream", "500", "599")["applied"] == 0  # the same records again
+    read = store.read("w1", "D", DAY, DAY)[(DAY, "all")]
+    assert read == day(aggs) and read["npsCount"] == 10 and read["nps9"] == 3
+    assert analytics.rates(read)["nps"] == pytest.approx(20.0)
+    # the rating's record again in a later batch: the old image has the rating, so no new answer
+    rated = next((o, n) for name, o, n in log if n.get("csat") and o and not o.get("csat"))
+    again = dict(rated[1], lastSeq=rated[1]["lastSeq"] + 1)
+    assert analytics.facts_from_record("MODIFY", rated[1], again) == []

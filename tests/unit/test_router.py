@@ -296,3 +296,45 @@ def test_customers_rate_a_closed_conversation_once(world):
     for bad in ({"score": 0}, {"score": 6}, {"score": "5"}, {"score": 3, "comment": "x" * 1001}):
         with pytest.raises(InvalidFrame):
             parse(action="csat", conversationId=conversation, **bad)
+
+
+def test_the_survey_asks_nps_when_the_workspace_does_and_keeps_the_answer_once(world):
+    world.service.connect(ALICE, "a1")
+    first, second = world.customer(1), world.customer(2)
+    c1 = world.open(first, 1)
+    closed = world.router.close(ALICE, parse(action="close", conversationId=c1))
+    assert closed["survey"] == {"csat": True, "nps": False}  # off by default
+    world.store.put_survey_settings("demo", {"nps": True})
+    c2 = world.open(second, 2)
+    assert world.router.close(second, parse(action="close", conversationId=c2))["survey"] == {"csat": True, "nps": True}
+
+    reply = world.router.csat(second, parse(action="csat", conversationId=c2, score=5, nps=9))
+    assert reply == {"type": "csat", "conversationId": c2, "score": 5, "nps": 9, "status": "received"}
+    stored = world.store.get_conversation("demo", c2).csat
+    assert (stored["score"], stored["nps"]) == (5, 9)
+    # the same survey again is the same survey; another answer is a second survey, refused like the stars
+    assert world.router.csat(second, parse(action="csat", conversationId=c2, score=5, nps=9))["status"] == "received"
+    with pytest.raises(Conflict, match="already rated"):
+        world.router.csat(second, parse(action="csat", conversationId=c2, score=5, nps=3))
+    # stars only (an older widget, or the question unanswered): no nps stored; the answer cannot come later
+    assert "nps" not in world.router.csat(first, parse(action="csat", conversationId=c1, score=3))
+    assert "nps" not in world.store.get_conversation("demo", c1).csat
+    with pytest.raises(Conflict, match="already rated"):
+        world.router.csat(first, parse(action="csat", conversationId=c1, score=3, nps=10))
+    for bad in ({"nps": -1}, {"nps": 11}, {"nps": "9"}, {"nps": 9.0}, {"nps": True}, {"nps": 7.5}):
+        with pytest.raises(InvalidFrame, match="nps"):
+            parse(action="csat", conversationId=c1, score=4, **bad)
+
+
+def test_a_failing_survey_read_still_closes_and_asks_the_stars(world, monkeypatch):
+    world.service.connect(ALICE, "a1")
+    who = world.customer(1)
+    conversation = world.open(who, 1)
+
+    def broken(workspace):
+        raise RuntimeError("throttled")
+
+    monkeypatch.setattr(world.store, "survey_settings", broken)
+    closed = world.router.close(ALICE, parse(action="close", conversationId=conversation))
+    assert closed["survey"] == {"csat": True, "nps": False}
+    assert world.store.get_conversation("demo", conversation).status == "closed"

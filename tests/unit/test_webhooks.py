@@ -822,3 +822,7 @@ def test_a_rating_on_a_closed_conversation_is_csat_submitted():
     assert event.type == "csat.submitted" and event.workspace == "ws1"
     assert event.data["score"] == 4 and event.data["comment"] == "很快" and event.data["agentId"] == "bob"
     assert events_from_stream_record("MODIFY", rated, {**rated, "updatedAt": "later"}) == []  # once
+    assert "nps" not in event.data  # not asked, not answered
+    with_nps = {**closed, "csat": {**rated["csat"], "nps": Decimal("9")}}
+    (event,) = events_from_stream_record("MODIFY", closed, with_nps)
+    assert event.data["nps"] == 9 and isinstance(event.data["nps"], int)

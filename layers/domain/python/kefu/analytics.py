@@ -2,12 +2,17 @@
 
 One Conversations-stream record implies zero or more facts (`facts_from_record`): a conversation opened,
 the bot handed over, the first assignment (with its wait), a transfer, a close (with handle time,
-containment, abandonment, resolution), a CSAT rating. `aggregate` sums the facts of a batch in memory
+containment, abandonment, resolution), a CSAT rating, an NPS answer (the survey's 0–10 recommendation
+question, when the workspace asks it). `aggregate` sums the facts of a batch in memory
 per workspace x dimension (all, group:{g}, agent:{a}, channel:{c}) x hour and day, so a batch costs one
 atomic ADD per aggregate item; `rates` derives the dashboard's numbers from the counters.
 
 Images are plain dicts as Powertools' `record.dynamodb.new_image` gives them (numbers are Decimal, the
-JSON attributes `bot` and `routing` are JSON strings, `csat` is a map).
+JSON attributes `bot` and `routing` are JSON strings, `csat` is a map: {score, comment, at, nps?}).
+
+NPS: promoters answer 9–10, passives 7–8, detractors 0–6; NPS = % promoters - % detractors (-100..100).
+Like CSAT it is counted when the rating first appears on the META item (once per conversation); a batch
+delivered again is kept from counting twice by the aggregate store's markers.
 
 First response time: the message store sets the META item's firstResponseAt with the first agent
 message (if_not_exists), so its appearance on a MODIFY is the fact; FRT counts from the assignment (or
@@ -26,6 +31,7 @@ from .models import parse_iso
 # upper bounds (seconds) of the wait / first-response histogram buckets; a last bucket holds the rest
 HIST_BOUNDS: tuple[int, ...] = (0, 10, 30, 60, 120, 300, 600, 1800, 3600)
 HIST_BUCKETS = len(HIST_BOUNDS) + 1
+NPS_MAX = 10  # answers 0..10
 GRANULARITIES = ("H", "D")  # hour "2026-11-21T15", day "2026-11-21"
 AGG_RETENTION_S = 400 * 24 * 3600
 
@@ -37,6 +43,7 @@ COUNTERS: tuple[str, ...] = (
     "handleCount", "handleSum",
     "frtCount", "frtSum", *[f"frt{i}" for i in range(HIST_BUCKETS)],
     "csatCount", "csatSum", *[f"csat{s}" for s in range(1, 6)],
+    "npsCount", "npsPromoters", "npsPassives", "npsDetractors", *[f"nps{s}" for s in range(NPS_MAX + 1)],
     "ticketsOpened", "ticketsEscalated", "slaBreaches",
 )
 
@@ -47,7 +54,7 @@ Counters = dict  # counter name -> int (only the non-zero ones)
 class Fact:
     """One analytics event about a conversation. `at` is the ISO time it is counted in."""
 
-    kind: str  # opened | handoff | assigned | transfer | closed | csat | first_response | ticket_opened | ticket_escalated
+    kind: str  # opened | handoff | assigned | transfer | closed | csat | nps | first_response | ticket_opened | ticket_escalated
     workspace: str
     conversation_id: str
     at: str
@@ -145,8 +152,17 @@ def facts_from_record(event_name: str, old_image: Mapping | None, new_image: Map
             score = int(csat.get("score"))
         except (TypeError, ValueError):
             score = 0
+        at = csat.get("at") or new.get("closedAt") or new.get("updatedAt")
         if 1 <= score <= 5:
-            fact("csat", csat.get("at") or new.get("closedAt") or new.get("updatedAt"), score=score)
+            fact("csat", at, score=score)
+        nps = csat.get("nps")
+        if nps is not None and not isinstance(nps, bool):
+            try:
+                answer = int(nps)
+            except (TypeError, ValueError):
+                answer = -1
+            if 0 <= answer <= NPS_MAX and answer == nps:
+                fact("nps", at, score=answer)
     return facts
 
 
@@ -166,6 +182,16 @@ def ticket_facts(old, new) -> list[Fact]:
 
 
 # ---------------------------------------------------------------- aggregation
+
+
+def nps_category(score: int) -> str:
+    """The counter an NPS answer adds to: promoters 9–10, passives 7–8, detractors 0–6."""
+    return "npsPromoters" if score >= 9 else "npsPassives" if score >= 7 else "npsDetractors"
+
+
+def nps_value(promoters: int, detractors: int, answers: int) -> float | None:
+    """% promoters - % detractors, -100..100 (None without answers)."""
+    return 100.0 * (promoters - detractors) / answers if answers else None
 
 
 def bucket_of(seconds: float) -> int:
@@ -207,6 +233,9 @@ def _increments(f: Fact) -> dict[str, int]:
     if f.kind == "csat":
         score = int(v["score"])
         return {"csatCount": 1, "csatSum": score, f"csat{score}": 1}
+    if f.kind == "nps":
+        score = int(v["score"])
+        return {"npsCount": 1, f"nps{score}": 1, nps_category(score): 1}
     return {}
 
 
@@ -302,6 +331,12 @@ def rates(c: Mapping[str, int]) -> dict:
         "ticketsEscalated": g("ticketsEscalated"),
         "slaBreaches": g("slaBreaches"),
         "csatDistribution": {str(s): g(f"csat{s}") for s in range(1, 6)},
+        "nps": nps_value(g("npsPromoters"), g("npsDetractors"), g("npsCount")),
+        "npsCount": g("npsCount"),
+        "npsPromoters": g("npsPromoters"),
+        "npsPassives": g("npsPassives"),
+        "npsDetractors": g("npsDetractors"),
+        "npsDistribution": {str(s): g(f"nps{s}") for s in range(NPS_MAX + 1)},
     }
 
 

@@ -117,12 +117,14 @@ class OfflineFormFrame(_Frame):
 
 
 class CsatFrame(_Frame):
-    """The customer's satisfaction with a closed conversation: 1–5 stars and an optional comment, once."""
+    """The customer's satisfaction with a closed conversation: 1–5 stars and an optional comment, once; and,
+    when the workspace asks it (the `closed` frame's survey.nps), how likely they are to recommend it, 0–10."""
 
     action: Literal["csat"]
     conversationId: Id
     score: StrictInt = Field(ge=1, le=5)  # "5" is not a score
     comment: Annotated[str, StringConstraints(strip_whitespace=True, max_length=1000)] = ""
+    nps: StrictInt | None = Field(default=None, ge=0, le=10)  # the Net Promoter question; "9", 9.0, true are not answers
 
 
 class HandoffTarget(_Frame):

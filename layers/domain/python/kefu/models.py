@@ -94,7 +94,7 @@ class Conversation:
     # proposed for an agent to review (bot.py)
     bot: dict | None = None
     suggestion: dict | None = None
-    csat: dict | None = None  # the customer's satisfaction once closed: {"score": 1-5, "comment", "at"}
+    csat: dict | None = None  # the customer's satisfaction once closed: {"score": 1-5, "comment", "at", "nps"?: 0-10}
 
     def is_participant(self, who: Principal) -> bool:
         if who.workspace != self.workspace:

@@ -54,6 +54,9 @@ class Store(Protocol):
     def settings(self, workspace: str) -> dict:
         """The workspace's routing settings as stored ({} for defaults)."""
 
+    def survey_settings(self, workspace: str) -> dict:
+        """What the survey after a close asks besides the stars, as stored: {"nps": bool} ({} for defaults)."""
+
     def handle_stats(self, workspace: str) -> dict[str, tuple[int, int]]:
         """Recent handle times per queue: {queue: (total_ms, count)}."""
 

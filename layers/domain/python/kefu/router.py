@@ -399,7 +399,8 @@ class Router:
         if conversation.assigned_at and conversation.agent_id:
             self.store.record_handle_time(who.workspace, conversation.group or routing.ANY_GROUP,
                                           _ms(closed_at) - _ms(conversation.assigned_at))
-        closed = {"type": "closed", "conversationId": conversation.id, "by": who.sender(), "resolved": frame.resolved}
+        closed = {"type": "closed", "conversationId": conversation.id, "by": who.sender(), "resolved": frame.resolved,
+                  "survey": self._survey(who.workspace)}
         if not frame.resolved and self.tickets is not None:
             closed["ticketId"] = self._ticket_for_unresolved(conversation, who)
         _, connections = self.store.load_for_fanout(who.workspace, conversation.id)
@@ -431,9 +432,13 @@ class Router:
             raise Forbidden("the satisfaction survey is for customers")
         conversation = self._visible(who, frame.conversationId)
         reply = {"type": "csat", "conversationId": conversation.id, "score": frame.score, "status": "received"}
+        if frame.nps is not None:
+            reply["nps"] = frame.nps
         if conversation.status != "closed":
             raise Conflict("a conversation is rated once it has ended")
         given = {"score": frame.score, "comment": frame.comment}
+        if frame.nps is not None:  # the recommendation answer is stored with the rating, once like it
+            given["nps"] = frame.nps
         if conversation.csat:
             if {k: conversation.csat.get(k) for k in given} == given:
                 return reply
@@ -443,6 +448,17 @@ class Router:
         except StateConflict:
             raise Conflict("this conversation is already rated") from None
         return reply
+
+    def _survey(self, workspace: str) -> dict:
+        """What the survey after a close asks (the `closed` frame's survey): the stars always, the 0–10
+        recommendation question when the workspace turned it on (PUT /workspaces/{ws}/survey). One read
+        per close; a failed read asks the stars only (the close has happened)."""
+        try:
+            settings = self.store.survey_settings(workspace)
+        except Exception:  # noqa: BLE001
+            log.exception("survey settings unavailable; asking the stars only")
+            settings = {}
+        return {"csat": True, "nps": bool((settings or {}).get("nps"))}
 
     # ------------------------------------------------------------ presence
 

@@ -435,6 +435,8 @@ REST_PUBLIC_ROUTES: tuple[tuple[str, str], ...] = (
     ("PUT", "/workspaces/{workspace}/routing"),
     ("GET", "/workspaces/{workspace}/bot"),
     ("PUT", "/workspaces/{workspace}/bot"),
+    ("GET", "/workspaces/{workspace}/survey"),  # the survey after a close: its NPS question on or off
+    ("PUT", "/workspaces/{workspace}/survey"),
     # the knowledge base (agents read and ask, supervisors write)
     ("GET", "/workspaces/{workspace}/kb/articles"),
     ("GET", "/workspaces/{workspace}/kb/articles/{article_id}"),

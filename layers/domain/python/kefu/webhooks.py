@@ -387,6 +387,8 @@ def events_from_conversation_change(old: dict | None, new: dict | None) -> list[
         at = csat.get("at") or now_iso()
         data = {**base, "score": _int(csat.get("score")), "comment": csat.get("comment", ""), "submittedAt": at,
                 "agentId": new.get("agentId")}
+        if csat.get("nps") is not None:  # the survey's 0–10 recommendation answer, when asked and answered
+            data["nps"] = _int(csat.get("nps"))
         events.append(Event(event_id(pk, "csat.submitted"), "csat.submitted", workspace, at, data))
     return events
 

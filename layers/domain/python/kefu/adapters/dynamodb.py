@@ -140,7 +140,7 @@ class MetaItem(ConversationItem, discriminator="meta"):
     bot = JSONAttribute(null=True)
     suggestion = JSONAttribute(null=True)
     suggestionId = UnicodeAttribute(null=True)  # the suggestion's id, where a condition can see it
-    csat = MapAttribute(null=True)  # the customer's rating once closed: {score, comment, at} (a map: webhooks read it)
+    csat = MapAttribute(null=True)  # the customer's rating once closed: {score, comment, at, nps?} (a map: webhooks read it)
     firstResponseAt = UnicodeAttribute(null=True)  # the first agent message (analytics: first response time)
 
     def domain(self) -> Conversation:
@@ -239,6 +239,7 @@ class WorkspaceItem(DirectoryItem, discriminator="workspace"):
     name = UnicodeAttribute(default="")
     settings = JSONAttribute(null=True)  # routing
     bot = JSONAttribute(null=True)  # the bot's settings (bot.BotSettings)
+    survey = JSONAttribute(null=True)  # the survey after a close: {"nps": bool} (PUT /workspaces/{ws}/survey)
 
 
 class QueueItem(DirectoryItem, discriminator="queued"):
@@ -434,6 +435,14 @@ class DynamoStore:
 
     def put_bot_settings(self, workspace: str, settings: dict) -> None:
         WorkspaceItem(workspace, "WORKSPACE").update(actions=[WorkspaceItem.bot.set(settings)],
+                                                     condition=WorkspaceItem.pk.exists())
+
+    def survey_settings(self, workspace: str) -> dict:
+        item = _get(WorkspaceItem, workspace, "WORKSPACE")
+        return dict(item.survey or {}) if isinstance(item, WorkspaceItem) else {}
+
+    def put_survey_settings(self, workspace: str, settings: dict) -> None:
+        WorkspaceItem(workspace, "WORKSPACE").update(actions=[WorkspaceItem.survey.set(settings)],
                                                      condition=WorkspaceItem.pk.exists())
 
     # connections ------------------------------------------------------
