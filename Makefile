@@ -20,6 +20,7 @@ $(STAMP): requirements.txt requirements-dev.txt pyproject.toml package.json pack
 	$(PY) -m pip install --quiet -r requirements-dev.txt
 	$(PY) -m pip install --quiet --no-deps -e .
 	npm ci --no-audit --no-fund --loglevel=error
+	$(PY) -m kefu.answering.encoder_build
 	@command -v chromium >/dev/null || { \
 	  echo "==> installing Debian's chromium for the browser tests (never a downloaded browser)"; \
 	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq chromium; \

