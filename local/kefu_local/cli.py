@@ -81,6 +81,15 @@ def main(argv: list[str] | None = None) -> int:
     analytics.add_argument("--records", type=int, default=1000)
     analytics.add_argument("--seed", type=int, default=7)
 
+    chaos = benches.add_parser("chaos", help="customers and agents with sockets killed at random and duplicate "
+                                             "sends: messages lost, duplicated, out of order (all must be 0)")
+    chaos.add_argument("--customers", type=int, default=200)
+    chaos.add_argument("--agents", type=int, default=20)
+    chaos.add_argument("--messages", type=int, default=4, help="per customer; each is answered by the agent")
+    chaos.add_argument("--ramp", type=float, default=60.0, help="seconds over which customers arrive")
+    chaos.add_argument("--kill-every", type=float, default=1.0, help="mean seconds between socket kills")
+    chaos.add_argument("--seed", type=int, default=0)
+
     fuzz = benches.add_parser("fuzz", help="Hypothesis-generated frames for every WebSocket action: no crash, no "
                                            "internal error, no stack trace, the conversation intact")
     fuzz.add_argument("--frames", type=int, default=10_000)
@@ -131,6 +140,14 @@ def main(argv: list[str] | None = None) -> int:
             report = bench_analytics.run(records=args.records, seed=args.seed)
         print(json.dumps(report, indent=2, ensure_ascii=False))
         return 0
+    if args.command == "bench" and args.bench == "chaos":
+        from kefu_bench import chaos as bench_chaos
+
+        with _stdout_to_stderr():
+            report = bench_chaos.run(customers=args.customers, agents=args.agents, messages=args.messages,
+                                     ramp_s=args.ramp, kill_every_s=args.kill_every, seed=args.seed)
+        print(json.dumps(report, indent=2, ensure_ascii=False))
+        return 0 if report["lost"] == report["duplicated"] == report["out_of_order"] == 0 else 1
     if args.command == "bench" and args.bench == "fuzz":
         from kefu_bench import fuzz as bench_fuzz
 
