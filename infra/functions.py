@@ -189,7 +189,7 @@ class Functions(Construct):
                 "POWERTOOLS_LOG_LEVEL": "INFO",
                 "POWERTOOLS_METRICS_NAMESPACE": SERVICE_NAME,
             }
-            for table_id in sorted(set(spec.reads) | set(spec.writes)):
+            for table_id in sorted(set(spec.reads) | set(spec.writes) | set(spec.appends) | set(spec.queries)):
                 environment[schema.TABLES[table_id].env_var] = tables[table_id].table_name
             if spec.needs_secret:
                 environment[schema.ENV_JWT_SECRET_ID] = secret.secret_arn
@@ -296,7 +296,20 @@ class Functions(Construct):
     @staticmethod
     def _grant_tables(role: iam.Role, spec: schema.Function, tables: dict, key: kms.IKey) -> None:
         table_ids = sorted(set(spec.reads) | set(spec.writes))
-        if not table_ids:
+        # append-only tables (the audit log): PutItem only for appenders, Query only for readers; never
+        # UpdateItem, DeleteItem, BatchWriteItem or Scan (kefu.schema.Function.appends / .queries)
+        for sid, actions, ids, with_indexes in (("TableAppend", ["dynamodb:PutItem"], spec.appends, False),
+                                                ("TableQuery", ["dynamodb:Query"], spec.queries, True)):
+            if not ids:
+                continue
+            resources = []
+            for table_id in sorted(set(ids)):
+                resources.append(tables[table_id].table_arn)
+                if with_indexes:
+                    resources.extend(f"{tables[table_id].table_arn}/index/{index.name}"
+                                     for index in schema.TABLES[table_id].indexes)
+            role.add_to_principal_policy(iam.PolicyStatement(sid=sid, actions=actions, resources=resources))
+        if not table_ids and not spec.appends and not spec.queries:
             return
         writes = set(spec.writes)
         for access, ids in (("Read", [t for t in table_ids if t not in writes]), ("Write", sorted(writes))):
@@ -316,7 +329,7 @@ class Functions(Construct):
         role.add_to_principal_policy(
             iam.PolicyStatement(
                 sid="TableKey",
-                actions=KMS_READ_ACTIONS + (KMS_WRITE_ACTIONS if writes else []),
+                actions=KMS_READ_ACTIONS + (KMS_WRITE_ACTIONS if writes or spec.appends else []),
                 resources=[key.key_arn],
                 conditions=via_service("dynamodb"),
             )
@@ -341,6 +354,13 @@ class Functions(Construct):
             if ids:
                 role.add_to_principal_policy(iam.PolicyStatement(
                     sid=sid, actions=actions, resources=[buckets[i].arn_for_objects("*") for i in ids]))
+        erases = sorted(set(spec.erases_buckets))
+        if erases:  # a customer's erasure (kefu.privacy): list their conversations' prefixes, delete the objects
+            role.add_to_principal_policy(iam.PolicyStatement(
+                sid="EraseBucketObjects", actions=["s3:DeleteObject"],
+                resources=[buckets[i].arn_for_objects("*") for i in erases]))
+            role.add_to_principal_policy(iam.PolicyStatement(
+                sid="EraseBucketList", actions=["s3:ListBucket"], resources=[buckets[i].bucket_arn for i in erases]))
         role.add_to_principal_policy(
             iam.PolicyStatement(
                 sid="BucketKey",

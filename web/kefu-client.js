@@ -486,7 +486,8 @@
      * Queue a message; returns the outbox entry (state "sending"), or throws on invalid text. A customer's
      * message without conversationId opens a conversation when they have none; options {group, language}
      * say what that new conversation needs (ignored otherwise). options.attachments: up to 5 references
-     * from uploadAttachment (same conversation); with at least one, text may be empty.
+     * from uploadAttachment (same conversation); with at least one, text may be empty. options.quickReply: the id
+     * of the quick reply (chip) the customer tapped to send this text (the message's meta.quickReply).
      */
     send(text, conversationId, options) {
       const o = options || {};
@@ -503,6 +504,7 @@
       if (attachments.length) item.attachments = attachments.slice();
       if (!item.conversationId && o.group) item.group = o.group;
       if (!item.conversationId && o.language) item.language = o.language;
+      if (typeof o.quickReply === "string" && o.quickReply) item.quickReply = o.quickReply; // a tapped chip's id
       this.outbox.push(item);
       this._saveOutbox();
       this._emit("onOutbox", item);
@@ -546,6 +548,7 @@
       }
       const frame = { action: "message", clientMessageId: item.clientMessageId, text: item.text };
       if (item.attachments && item.attachments.length) frame.attachments = item.attachments;
+      if (item.quickReply) frame.quickReply = item.quickReply; // meta.quickReply (+ experiment, variant)
       if (item.conversationId) frame.conversationId = item.conversationId;
       else {
         if (item.group) frame.group = item.group; // only used when this message opens the conversation

@@ -69,6 +69,8 @@ KefuI18n.add({
     ratedOtherWay: "您已经对这条回答作出了另一种评价",
     cannotRate: "这条消息无法评价",
     noSuchConversation: "找不到这个会话",
+    // quick replies (chips)
+    quickReplies: "常见问题，点一下即可发送",
   },
   en: {
     title: "Customer service",
@@ -137,5 +139,6 @@ KefuI18n.add({
     ratedOtherWay: "You already rated this answer the other way",
     cannotRate: "This message cannot be rated",
     noSuchConversation: "No such conversation",
+    quickReplies: "Common questions: tap one to send it",
   },
 });

@@ -13,7 +13,7 @@ from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValida
 from aws_lambda_powertools.event_handler.openapi.params import Query
 from pydantic import BaseModel, Field, StrictBool, StringConstraints
 
-from kefu import attachments, experiments, schema, tokens, wiring
+from kefu import attachments, audit, experiments, schema, step_up, tokens, wiring
 from kefu.errors import Conflict, ConversationClosed, Forbidden, InvalidRequest, KefuError, NotFound, Unauthorized
 from kefu.knowledge import MAX_IMPORT_LINES, parse_article, parse_jsonl
 from kefu.models import Agent, Principal, now_iso
@@ -24,11 +24,12 @@ _origins = [o.strip() for o in os.environ.get(schema.ENV_CORS_ORIGINS, "*").spli
 # responses carry the CORS headers (the preflight is answered by API Gateway, or here on the local stack)
 app = APIGatewayRestResolver(enable_validation=True, cors=CORSConfig(
     allow_origin=_origins[0], extra_origins=_origins[1:], max_age=3600,
-    allow_headers=["Content-Type", "Authorization", "X-Api-Key", "Idempotency-Key"]))
+    allow_headers=["Content-Type", "Authorization", "X-Api-Key", "Idempotency-Key", "X-Kefu-Step-Up"]))
 store = wiring.store()
 
 STATUS = {"unauthorized": 401, "forbidden": 403, "not_found": 404, "conflict": 409, "invalid_request": 422,
-          "conversation_closed": 409}
+          "conversation_closed": 409,
+          "step_up_required": 403, "rate_limited": 429}  # issue 8: step-up (kefu.step_up)
 RANK = {"agent": 0, "supervisor": 1, "admin": 2}
 MAX_CAPACITY = 50  # concurrent conversations; more is a typo, not a workload
 
@@ -199,9 +200,15 @@ def _agents(workspace: str) -> dict:
 
 @app.put("/workspaces/<workspace>/agents/<agent_id>")
 def put_agent(workspace: str, agent_id: str, body: AgentProfile) -> dict:
-    """Create or update an agent's profile (admins). Presence and load are the agent's own business."""
-    _staff(workspace, "admin")
-    return _put_agent(workspace, agent_id, body)
+    """Create or update an agent's profile (admins). Presence and load are the agent's own business. Giving a
+    new agent a role above agent, or changing an agent's role, needs a step-up (`X-Kefu-Step-Up`)."""
+    admin = _staff(workspace, "admin")
+    before = store.get_agent(workspace, agent_id) if tokens.ID_RE.match(agent_id) else None
+    if (before.role if before else "agent") != body.role:
+        _require_step_up(workspace, admin)
+    result = _put_agent(workspace, agent_id, body)
+    _audit_agent(workspace, agent_id, before, body, by=admin)
+    return result
 
 
 def _put_agent(workspace: str, agent_id: str, body: AgentProfile) -> dict:
@@ -221,7 +228,7 @@ def get_routing(workspace: str) -> dict:
 @app.put("/workspaces/<workspace>/routing")
 def put_routing(workspace: str, body: dict) -> dict:
     """Strategies per workspace and group, fallback and VIP groups, business hours, grace period (admins)."""
-    _staff(workspace, "admin")
+    admin = _staff(workspace, "admin")
     try:
         settings = RoutingSettings.from_dict(body)
     except (ValueError, TypeError, AttributeError) as error:
@@ -229,6 +236,7 @@ def put_routing(workspace: str, body: dict) -> dict:
     if not 5 <= settings.grace_seconds <= 900:
         raise InvalidRequest("graceSeconds must be between 5 and 900")
     store.put_settings(workspace, settings.to_dict())
+    _audit(workspace, "settings.routing", by=admin, fields=sorted(body))
     return settings.to_dict()
 
 
@@ -243,11 +251,12 @@ def get_bot(workspace: str) -> dict:
 def put_bot(workspace: str, body: dict) -> dict:
     """Change the bot's settings (admins); fields left out keep their defaults. Warm functions see the
     change within seconds (bot.SETTINGS_TTL_S)."""
-    _staff(workspace, "admin")
+    admin = _staff(workspace, "admin")
     from kefu.bot import BotSettings
 
     settings = BotSettings.from_dict(body)
     store.put_bot_settings(workspace, settings.to_dict())
+    _audit(workspace, "settings.bot", by=admin, fields=sorted(body))
     return settings.to_dict()
 
 
@@ -273,8 +282,9 @@ def get_survey(workspace: str) -> SurveySettings:
 @app.put("/workspaces/<workspace>/survey")
 def put_survey(workspace: str, body: SurveySettings) -> SurveySettings:
     """Turn the survey's NPS question on or off (admins); closes from then on ask it."""
-    _staff(workspace, "admin")
+    admin = _staff(workspace, "admin")
     store.put_survey_settings(workspace, body.model_dump())
+    _audit(workspace, "settings.survey", by=admin, nps=body.nps)
     return body
 
 
@@ -328,8 +338,10 @@ def _put_article(workspace: str, article_id: str, body: dict) -> dict:
 
 @app.delete("/workspaces/<workspace>/kb/articles/<article_id>")
 def delete_article(workspace: str, article_id: str) -> dict:
-    _staff(workspace, "supervisor")
-    return _delete_article(workspace, article_id)
+    who = _staff(workspace, "supervisor")
+    result = _delete_article(workspace, article_id)
+    _audit(workspace, "kb.delete", by=who, target=article_id)
+    return result
 
 
 def _delete_article(workspace: str, article_id: str) -> dict:
@@ -342,8 +354,10 @@ def _delete_article(workspace: str, article_id: str) -> dict:
 def import_articles(workspace: str) -> dict:
     """Bulk import (supervisors): the body is the KB file, JSON Lines, one article per line.
     Valid lines are stored even when others are refused; every refused line is reported."""
-    _staff(workspace, "supervisor")
-    return _import_articles(workspace)
+    who = _staff(workspace, "supervisor")
+    result = _import_articles(workspace)
+    _audit(workspace, "kb.import", by=who, imported=result["imported"], refused=result["refused"])
+    return result
 
 
 def _import_articles(workspace: str) -> dict:
@@ -531,11 +545,12 @@ def get_ticket_settings(workspace: str) -> dict:
 @app.put("/workspaces/<workspace>/ticket-settings")
 def put_ticket_settings(workspace: str, body: dict) -> dict:
     """SLA seconds per priority, the escalation group and the highest level (admins). New deadlines use them."""
-    _staff(workspace, "admin")
+    admin = _staff(workspace, "admin")
     from kefu.tickets import TicketSettings
 
     settings = TicketSettings.from_dict(body)
     wiring.ticket_store().put_ticket_settings(workspace, settings.to_dict())
+    _audit(workspace, "settings.tickets", by=admin, fields=sorted(body))
     return settings.to_dict()
 
 
@@ -550,7 +565,9 @@ class ApiKeyRequest(BaseModel):
 def create_api_key(workspace: str, body: ApiKeyRequest) -> dict:
     """A new integrator key of this workspace (admins). The value is in this response only: store it."""
     admin = _staff(workspace, "admin")
-    return wiring.api_keys().create(workspace, body.name, admin.id)
+    created = wiring.api_keys().create(workspace, body.name, admin.id)
+    _audit(workspace, "api_key.issue", by=admin, target=created.get("keyId"))
+    return created
 
 
 @app.get("/workspaces/<workspace>/api-keys")
@@ -561,9 +578,10 @@ def list_api_keys(workspace: str) -> dict:
 
 @app.delete("/workspaces/<workspace>/api-keys/<key_id>")
 def revoke_api_key(workspace: str, key_id: str) -> dict:
-    _staff(workspace, "admin")
+    admin = _staff(workspace, "admin")
     if not wiring.api_keys().revoke(workspace, key_id):
         raise NotFound("no such API key")
+    _audit(workspace, "api_key.revoke", by=admin, target=key_id)
     return {"revoked": key_id}
 
 
@@ -638,6 +656,7 @@ def _create_webhook(workspace: str, body: WebhookRequest) -> dict:
         raise Conflict(f"a workspace has at most {webhooks.MAX_SUBSCRIPTIONS} webhook subscriptions")
     subscription = webhooks.parse_subscription(workspace, body.model_dump(), allow_private=wiring.webhooks_allow_private())
     store_.put_subscription(subscription)
+    _audit(workspace, "webhook.subscribe", target=subscription.id, events=list(subscription.events))
     return {**subscription.public(), "secret": subscription.secret}
 
 
@@ -657,12 +676,14 @@ def _patch_webhook(workspace: str, subscription_id: str, body: WebhookPatch) -> 
     updated = webhooks.update_subscription(_subscription(workspace, subscription_id), changes,
                                            allow_private=wiring.webhooks_allow_private())
     wiring.webhook_store().put_subscription(updated)
+    _audit(workspace, "webhook.update", target=subscription_id, fields=sorted(changes))
     return updated.public()
 
 
 def _delete_webhook(workspace: str, subscription_id: str) -> dict:
     if not wiring.webhook_store().delete_subscription(workspace, subscription_id):
         raise NotFound("no such webhook subscription")
+    _audit(workspace, "webhook.unsubscribe", target=subscription_id)
     return {"deleted": subscription_id}
 
 
@@ -671,6 +692,7 @@ def _rotate_webhook(workspace: str, subscription_id: str) -> dict:
 
     rotated = webhooks.rotate_secret(_subscription(workspace, subscription_id))
     wiring.webhook_store().put_subscription(rotated)
+    _audit(workspace, "webhook.rotate_secret", target=subscription_id)
     return {**rotated.public(), "secret": rotated.secret}
 
 
@@ -759,11 +781,51 @@ def get_proactive(workspace: str) -> dict:
 @app.put("/workspaces/<workspace>/proactive")
 def put_proactive(workspace: str, body: ProactiveRules) -> dict:
     """Replace the proactive rules (admins)."""
-    _staff(workspace, "admin")
+    admin = _staff(workspace, "admin")
     _check_proactive(body)
     rules = [r.model_dump() for r in body.rules]
     wiring.channel_store().put_proactive_rules(workspace, rules)
+    _audit(workspace, "settings.proactive", by=admin, rules=[r.id for r in body.rules])
     return {"rules": rules}
+
+
+# ---------------------------------------------------------------- the customer chat's quick replies (kefu.chips)
+
+
+class ChipText(BaseModel):
+    zh: str | None = Field(default=None, min_length=1, max_length=40, description="the wording in Chinese (text)")
+    en: str | None = Field(default=None, min_length=1, max_length=40, description="the wording in English (text)")
+
+
+class Chip(BaseModel):
+    id: Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9-]{0,31}$")] = Field(
+        description="stable: the sent message's meta.quickReply")
+    text: ChipText = Field(description="at least one language; the chat shows the visitor's, else the other")
+
+
+class Chips(BaseModel):
+    items: list[Chip] = Field(max_length=6, description="shown in this order; at most 6")
+
+
+@app.get("/workspaces/<workspace>/customer-quick-replies")
+def get_customer_quick_replies(workspace: str) -> dict:
+    """The quick replies the customer chat offers (public, like the proactive rules: the chat reads them before
+    any token). A quick_reply_wording experiment's variant may reword them for a visitor (the widget applies it)."""
+    if not tokens.WORKSPACE_RE.match(workspace) or not store.workspace_exists(workspace):
+        raise NotFound("no such workspace")
+    return {"items": wiring.channel_store().chat_chips(workspace)}
+
+
+@app.put("/workspaces/<workspace>/customer-quick-replies")
+def put_customer_quick_replies(workspace: str, body: Chips) -> dict:
+    """Replace the customer chat's quick replies (admins): at most 6, wording of 1 to 40 characters, plain text."""
+    from kefu import chips
+
+    admin = _staff(workspace, "admin")
+    items = chips.check_chips([c.model_dump(exclude_none=True) for c in body.items])
+    wiring.channel_store().put_chat_chips(workspace, items)
+    _audit(workspace, "settings.quick_replies", by=admin, chips=[c["id"] for c in items])
+    return {"items": items}
 
 
 # ---------------------------------------------------------------- channels
@@ -782,12 +844,13 @@ class WeChatSettings(BaseModel):
 @app.put("/workspaces/<workspace>/channels/wechat")
 def put_wechat(workspace: str, body: WeChatSettings) -> dict:
     """Connect a WeChat Official Account (admins): its callback URL is /channels/wechat/{workspace}."""
-    _staff(workspace, "admin")
+    admin = _staff(workspace, "admin")
     from kefu import webhooks
 
     if body.apiBase is not None:
         webhooks.parse_url(body.apiBase, allow_private=wiring.webhooks_allow_private())
     wiring.channel_store().put(workspace, "wechat", body.model_dump())
+    _audit(workspace, "settings.channel", by=admin, target="wechat")
     return _wechat_public(workspace, body.model_dump())
 
 
@@ -886,6 +949,9 @@ def identified_visitor_token(body: IdentifiedVisitorRequest) -> VisitorToken:
 class AgentTokenRequest(BaseModel):
     agentId: OptionalId
     ttlSeconds: int = Field(default=8 * 3600, ge=300, le=12 * 3600, description="how long it signs in (a shift)")
+    stepUp: bool = Field(default=False, description="the user has just re-authenticated with your sign-on (e.g. "
+                         "OIDC max_age / prompt=login, within the last 5 minutes): also mint a step-up token "
+                         "(X-Kefu-Step-Up) for the sensitive actions, valid 5 minutes")
 
 
 class AgentToken(BaseModel):
@@ -895,6 +961,8 @@ class AgentToken(BaseModel):
     role: str
     workspace: str
     expiresIn: int
+    stepUpToken: str | None = Field(default=None, description="with stepUp: send it as X-Kefu-Step-Up")
+    stepUpExpiresIn: int | None = None
 
 
 @app.post(f"{INTEGRATIONS}/agent-tokens")
@@ -908,8 +976,13 @@ def agent_token(body: AgentTokenRequest) -> AgentToken:
         raise NotFound(f"no agent {body.agentId!r} in this workspace: create it with PUT .../agents/{{id}} first")
     token = tokens.issue(wiring.signing_key(), kind="agent", workspace=workspace, subject=agent.id, name=agent.name,
                          ttl_s=body.ttlSeconds)
+    stepped = None
+    if body.stepUp:  # the integrator vouches for a fresh re-authentication (issue 8)
+        stepped = step_up.issue(wiring.signing_key(), workspace=workspace, agent_id=agent.id, method="sso")
+        _audit(workspace, "step_up.sso", target=agent.id)
     return AgentToken(token=token, agentId=agent.id, name=agent.name, role=agent.role, workspace=workspace,
-                      expiresIn=body.ttlSeconds)
+                      expiresIn=body.ttlSeconds, stepUpToken=stepped,
+                      stepUpExpiresIn=step_up.STEP_UP_TTL_S if stepped else None)
 
 
 @app.post(f"{INTEGRATIONS}/tickets", status_code=201)
@@ -993,7 +1066,11 @@ def integrator_agents() -> dict:
 @app.put(f"{INTEGRATIONS}/agents/<agent_id>")
 def integrator_put_agent(agent_id: str, body: AgentProfile) -> dict:
     """Create or update an agent's profile (an HR or SSO sync)."""
-    return _put_agent(_integrator(), agent_id, body)
+    workspace = _integrator()
+    before = store.get_agent(workspace, agent_id) if tokens.ID_RE.match(agent_id) else None
+    result = _put_agent(workspace, agent_id, body)
+    _audit_agent(workspace, agent_id, before, body)
+    return result
 
 
 @app.get(f"{INTEGRATIONS}/groups")
@@ -1025,12 +1102,18 @@ def integrator_put_article(article_id: str, body: dict) -> dict:
 
 @app.delete(f"{INTEGRATIONS}/kb/articles/<article_id>")
 def integrator_delete_article(article_id: str) -> dict:
-    return _delete_article(_integrator(), article_id)
+    workspace = _integrator()
+    result = _delete_article(workspace, article_id)
+    _audit(workspace, "kb.delete", target=article_id)
+    return result
 
 
 @app.post(f"{INTEGRATIONS}/kb/import")
 def integrator_import() -> dict:
-    return _import_articles(_integrator())
+    workspace = _integrator()
+    result = _import_articles(workspace)
+    _audit(workspace, "kb.import", imported=result["imported"], refused=result["refused"])
+    return result
 
 
 @app.post(f"{INTEGRATIONS}/kb/ask")
@@ -1094,7 +1177,10 @@ def integrator_messages(
 def integrator_customer(customer_id: str) -> dict:
     """A customer's profile across channels: their conversations (newest first, with the channel) and
     tickets."""
-    return _customer_profile(_integrator(), customer_id)
+    workspace = _integrator()
+    result = _customer_profile(workspace, customer_id)
+    _audit(workspace, "customer.history_view", target=_customer_ref(workspace, customer_id))
+    return result
 
 
 @app.get("/workspaces/<workspace>/conversations")
@@ -1107,8 +1193,12 @@ def workspace_conversations(
     limit: Annotated[int, Query(ge=1, le=100)] = 25,
 ) -> dict:
     """The workspace's conversations for supervisors and admins (the console's "all" tab), newest first,
-    filtered by status, channel or customer; `nextCursor` continues."""
-    _staff(workspace, "supervisor")
+    filtered by status, channel or customer; `nextCursor` continues. Filtered by customer it is that customer's
+    history: it needs a step-up (`X-Kefu-Step-Up`) and is audited."""
+    who = _staff(workspace, "supervisor")
+    if customerId is not None:
+        _require_step_up(workspace, who)
+        _audit(workspace, "customer.history_view", by=who, target=_customer_ref(workspace, customerId))
     items, next_cursor = store.list_conversations(workspace, {"status": status, "channel": channel,
                                                               "customerId": customerId}, cursor, limit)
     return {"items": [_conversation_summary(c) for c in items], "nextCursor": next_cursor}
@@ -1182,9 +1272,12 @@ def workspace_metrics(
 @app.get("/workspaces/<workspace>/customers/<customer_id>")
 def customer_profile(workspace: str, customer_id: str) -> dict:
     """The customer's profile for the console (agents): name, tags, channels, previous conversations and
-    tickets."""
-    _staff(workspace, "agent")
-    return _customer_profile(workspace, customer_id)
+    tickets. The history beyond the current conversation: it needs a step-up (`X-Kefu-Step-Up`) and is audited."""
+    agent = _staff(workspace, "agent")
+    _require_step_up(workspace, agent)
+    result = _customer_profile(workspace, customer_id)
+    _audit(workspace, "customer.history_view", by=agent, target=_customer_ref(workspace, customer_id))
+    return result
 
 
 def _customer_profile(workspace: str, customer_id: str) -> dict:
@@ -1202,6 +1295,116 @@ def _customer_profile(workspace: str, customer_id: str) -> dict:
         "tickets": [{k: t.public()[k] for k in ("ticketId", "subject", "status", "priority", "createdAt")}
                     for t in tickets_],
     }
+
+
+# ---------------------------------------------------------------- data protection (issue 8, kefu.privacy)
+
+
+class PrivacySettingsBody(BaseModel):
+    retentionDays: int = Field(default=365, ge=1, le=1830, description="conversations and their messages, "
+                               "votes and ratings expire this many days after they were written (a conversation "
+                               "after its last message or its close); new items only")
+    anonymous: StrictBool = Field(default=False, description="anonymous consultation: new conversations store no "
+                                  "name or tags of the customer (only the random customer id)")
+
+
+@app.get("/workspaces/<workspace>/privacy")
+def get_privacy(workspace: str) -> PrivacySettingsBody:
+    """The workspace's data protection settings: retention and anonymous consultation (admins)."""
+    from kefu.privacy import PrivacySettings
+
+    _staff(workspace, "admin")
+    return PrivacySettingsBody(**PrivacySettings.parse(store.privacy_settings(workspace)).public())
+
+
+@app.put("/workspaces/<workspace>/privacy")
+def put_privacy(workspace: str, body: PrivacySettingsBody) -> PrivacySettingsBody:
+    """Change retention and anonymous consultation (admins); conversations opened from then on follow them."""
+    from kefu.privacy import PrivacySettings
+
+    admin = _staff(workspace, "admin")
+    settings = PrivacySettings.validate(body.model_dump())
+    store.put_privacy_settings(workspace, settings.public())
+    _audit(workspace, "settings.retention", by=admin, **settings.public())
+    return PrivacySettingsBody(**settings.public())
+
+
+@app.get("/workspaces/<workspace>/customers/<customer_id>/export")
+def export_customer(workspace: str, customer_id: str) -> dict:
+    """Everything kefu holds about one customer of this workspace, as JSON (admins; PIPL / GDPR access and
+    portability): profile, conversations with messages, votes and CSAT, attachments (with download links valid a
+    few minutes), tickets with comments, business events, experiment exposures and conversions."""
+    admin = _staff(workspace, "admin")
+    _require_step_up(workspace, admin)  # issue 8: exporting a customer's data needs a fresh step-up
+    found = _privacy().export(workspace, customer_id) if tokens.ID_RE.match(customer_id) else None
+    if found is None:
+        raise NotFound("no such customer")
+    _audit(workspace, "customer.export", _customer_ref(workspace, customer_id), by=admin,
+           conversations=len(found["conversations"]), tickets=len(found["tickets"]))
+    return found
+
+
+@app.delete("/workspaces/<workspace>/customers/<customer_id>")
+def delete_customer(workspace: str, customer_id: str) -> dict:
+    """Delete everything kefu holds about one customer of this workspace (admins; PIPL / GDPR erasure). Open
+    conversations are closed first (the agent is told) and the customer's sockets dropped. Idempotent: a customer
+    with nothing left gives zero counts. If a part fails, 409 `deletion_incomplete` names what remains; send the
+    same request again."""
+    admin = _staff(workspace, "admin")
+    _require_step_up(workspace, admin)  # erasing a customer cannot be undone: a fresh verification first
+    if not tokens.ID_RE.match(customer_id):
+        raise NotFound("no such customer")
+    from kefu.privacy import DeletionIncomplete
+
+    target = _customer_ref(workspace, customer_id)
+    try:
+        report = _privacy().delete(workspace, customer_id)
+    except DeletionIncomplete as incomplete:
+        _audit(workspace, "customer.delete", target, by=admin, complete=False,
+               remaining=incomplete.report["remaining"], **incomplete.report["deleted"])
+        return _error(409, "deletion_incomplete", "some of the customer's data could not be deleted yet; what "
+                      "remains is listed: send the same request again", incomplete.report)
+    _audit(workspace, "customer.delete", target, by=admin, complete=True, **report["deleted"])
+    return report
+
+
+def _customer_ref(workspace: str, customer_id: str) -> str:
+    """How the audit log names a customer: a digest (an auditor holding the id can check it), never the id,
+    which erasure must not leave behind."""
+    import hashlib
+
+    return "customer:" + hashlib.sha256(f"{workspace}\n{customer_id}".encode()).hexdigest()[:32]
+
+
+@lru_cache(maxsize=1)
+def _privacy():
+    from kefu import frames
+    from kefu.adapters.customer_data import CustomerData
+    from kefu.privacy import PrivacyService
+
+    data = CustomerData()
+
+    def close(workspace: str, conversation_id: str) -> None:
+        who = Principal(workspace, "agent", "privacy", "Data protection", agent_role="admin")
+        try:
+            wiring.router().close(who, frames.CloseFrame(action="close", conversationId=conversation_id, resolved=True))
+        except ConversationClosed:
+            pass
+
+    def link(key: str) -> str | None:
+        stored = wiring.attachment_store().head(key)
+        if stored is None:
+            return None
+        try:
+            kind = attachments.file_type(stored.content_type)
+        except attachments.AttachmentError:
+            return None
+        name = attachments.safe_name(key.rsplit("/", 1)[-1], kind.content_type)
+        return wiring.attachment_store().download_url(key, kind.content_type,
+                                                      attachments.disposition(name, kind.content_type),
+                                                      attachments.DOWNLOAD_TTL_S)
+
+    return PrivacyService(data, close=close, disconnect=data.disconnect, knowledge=wiring.knowledge_store(), link=link)
 
 
 def _conversation_summary(conversation) -> dict:
@@ -1317,10 +1520,11 @@ def _experiment_store():
 @app.post("/workspaces/<workspace>/experiments", status_code=201)
 def create_experiment(workspace: str, body: ExperimentCreate) -> dict:
     """Create a draft experiment (admins). Start it to assign visitors."""
-    _staff(workspace, "admin")
+    admin = _staff(workspace, "admin")
     experiment = experiments.new_experiment(workspace, body.name, body.kind,
                                             [v.model_dump() for v in body.variants], body.attributionWindowSeconds)
     _experiment_store().create(experiment)
+    _audit(workspace, "experiment.create", by=admin, target=experiment.id, kind=experiment.kind)
     return experiment.public()
 
 
@@ -1376,11 +1580,12 @@ def get_experiment(workspace: str, experiment_id: str) -> dict:
 @app.post("/workspaces/<workspace>/experiments/<experiment_id>/start")
 def start_experiment(workspace: str, experiment_id: str) -> dict:
     """Start a draft experiment (admins): visitors are assigned from now on."""
-    _staff(workspace, "admin")
+    admin = _staff(workspace, "admin")
     experiment = _experiment(workspace, experiment_id)
     started = experiments.start(experiment)
     if not _experiment_store().replace(started, experiment.status):
         raise Conflict("the experiment changed meanwhile; read it again")
+    _audit(workspace, "experiment.start", by=admin, target=experiment.id)
     return started.public()
 
 
@@ -1388,11 +1593,14 @@ def start_experiment(workspace: str, experiment_id: str) -> dict:
 def stop_experiment(workspace: str, experiment_id: str, body: ExperimentStop | None = None) -> dict:
     """Stop a running experiment (admins); with `winner`, roll that variant out to everyone. Without a
     winner the product's defaults apply again; a winner may still be given later."""
-    _staff(workspace, "admin")
+    admin = _staff(workspace, "admin")
     experiment = _experiment(workspace, experiment_id)
     stopped = experiments.stop(experiment, body.winner if body else None)
     if not _experiment_store().replace(stopped, experiment.status):
         raise Conflict("the experiment changed meanwhile; read it again")
+    winner = body.winner if body else None
+    _audit(workspace, "experiment.roll_out" if winner else "experiment.stop", by=admin, target=experiment.id,
+           winner=winner)
     return stopped.public()
 
 
@@ -1468,6 +1676,145 @@ def _known_workspace(who: Principal) -> Principal:
     if not store.workspace_exists(who.workspace):
         raise Unauthorized("unknown workspace")
     return who
+
+# ---------------------------------------------------------------- audit log and step-up verification (issue 8)
+
+
+def _source() -> audit.Source:
+    """Where the request came from: API Gateway's source address and the User-Agent header."""
+    identity = app.current_event.request_context.identity
+    return audit.Source(ip=identity.source_ip or None, user_agent=(identity.user_agent or None))
+
+
+def _audit(workspace: str, action: str, target: str | None = None, *, by: Agent | None = None,
+           outcome: str = "ok", **details) -> None:
+    """Append an audit entry for this request: the actor is `by` (the agent _staff returned) or, without it,
+    the caller's integrator key (on /integrations routes) or bearer token; the source address and user agent
+    come from the request. `details`: ids, counts, field names; never message text or personal data."""
+    if by is not None:
+        actor = audit.agent(by.id, by.role)
+    else:
+        key_id = (app.current_event.request_context.identity.api_key_id or "").strip()
+        if key_id and app.current_event.path.startswith(INTEGRATIONS):
+            actor = audit.integration(key_id)
+        else:
+            actor = audit.agent(_caller().id)
+    audit.record(workspace, action, actor=actor, target=target, outcome=outcome, source=_source(), details=details)
+
+
+def _require_step_up(workspace: str, agent: Agent) -> step_up.StepUp:
+    """403 step_up_required unless the request carries a fresh step-up token (X-Kefu-Step-Up) of this agent of
+    this workspace. Call it after _staff, on every route that shows or does something sensitive."""
+    headers = app.current_event.headers
+    token = headers.get(step_up.HEADER) or headers.get(step_up.HEADER.lower())
+    return step_up.verify(wiring.signing_key(), token, workspace=workspace, agent_id=agent.id)
+
+
+def _audit_agent(workspace: str, agent_id: str, before: Agent | None, body: AgentProfile,
+                 by: Agent | None = None) -> None:
+    if before is None:
+        _audit(workspace, "agent.create", agent_id, by=by, role=body.role)
+    elif before.role != body.role:
+        _audit(workspace, "agent.role_change", agent_id, by=by, role=body.role, previousRole=before.role)
+    else:
+        _audit(workspace, "agent.update", agent_id, by=by, role=body.role)
+
+
+class TotpEnrolment(BaseModel):
+    otpauthUri: str = Field(description="otpauth://totp/...: add it to an authenticator app (as text or a QR "
+                            "code); shown this once")
+    secret: str = Field(description="the same secret (base32), for typing in by hand; shown this once")
+    digits: int
+    period: int
+
+
+class StepUpRequest(BaseModel):
+    code: str = Field(pattern=r"^[0-9]{6}$", description="the authenticator's current 6-digit code")
+
+
+class StepUpToken(BaseModel):
+    token: str = Field(description="send it as X-Kefu-Step-Up with the sensitive requests")
+    expiresIn: int
+    method: str
+
+
+class AuditPage(BaseModel):
+    items: list[dict]
+    nextCursor: str | None
+
+
+@app.post("/workspaces/<workspace>/step-up/totp", status_code=201)
+def enrol_totp(workspace: str) -> TotpEnrolment:
+    """Enrol the calling agent's authenticator (TOTP, RFC 6238: SHA-1, 6 digits, 30 s). The secret is in this
+    response only. Replacing an enrolled authenticator needs a step-up first (a current code of the old one, or
+    the integrator's sign-on: POST /integrations/agent-tokens with stepUp)."""
+    agent = _staff(workspace, "agent")
+    store_ = wiring.step_up_store()
+    if store_.enrolled(workspace, agent.id) is not None:
+        _require_step_up(workspace, agent)
+    secret = step_up.new_secret()
+    store_.enrol(workspace, agent.id, secret, now_iso())
+    _audit(workspace, "step_up.enrol", agent.id, by=agent)
+    return TotpEnrolment(otpauthUri=step_up.otpauth_uri(secret, workspace, agent.id), secret=secret,
+                         digits=step_up.DIGITS, period=step_up.PERIOD_S)
+
+
+@app.post("/workspaces/<workspace>/step-up")
+def verify_step_up(workspace: str, body: StepUpRequest) -> StepUpToken:
+    """Step up with the authenticator's current code: a step-up token of the calling agent, valid 5 minutes.
+    A code works once; 5 wrong codes in 5 minutes lock step-up for the rest of those 5 minutes (429)."""
+    import time
+
+    from kefu.errors import RateLimited
+
+    agent = _staff(workspace, "agent")
+    store_ = wiring.step_up_store()
+    enrolment = store_.enrolled(workspace, agent.id)
+    if enrolment is None or not enrolment.get("secret"):
+        raise Conflict("no authenticator is enrolled: POST /workspaces/{ws}/step-up/totp first")
+    window = step_up.failure_window()
+    retry_after = window + step_up.FAILURE_WINDOW_S - int(time.time())
+    if store_.failures(enrolment, window) >= step_up.MAX_FAILURES:
+        _audit(workspace, "step_up.locked", agent.id, by=agent, outcome="refused")
+        raise RateLimited(f"too many wrong codes: try again in {retry_after} s", retry_after=retry_after)
+    step = step_up.match_step(enrolment["secret"], body.code, after_step=int(enrolment.get("lastStep", -1)))
+    if step is None or not store_.use_step(workspace, agent.id, step):
+        failures = store_.count_failure(workspace, agent.id, window)
+        _audit(workspace, "step_up.failure", agent.id, by=agent, outcome="refused", failures=failures)
+        raise step_up.StepUpRequired("wrong or already used code")
+    token = step_up.issue(wiring.signing_key(), workspace=workspace, agent_id=agent.id, method="totp")
+    _audit(workspace, "step_up.verify", agent.id, by=agent, method="totp")
+    return StepUpToken(token=token, expiresIn=step_up.STEP_UP_TTL_S, method="totp")
+
+
+@app.get("/workspaces/<workspace>/audit")
+def audit_log(
+    workspace: str,
+    actor: Annotated[str | None, Query(max_length=80, pattern=r"^([a-z]+:)?[A-Za-z0-9_.:\-]{1,64}$",
+                                       description="an agent id, or type:id (agent:adm, integration:keyid)")] = None,
+    action: Annotated[str | None, Query(max_length=40, pattern=r"^[a-z_]+\.[a-z_]+$",
+                                        description="e.g. api_key.issue, step_up.failure")] = None,
+    start: Annotated[str | None, Query(alias="from", max_length=40,
+                                       description="a day (2026-11-21) or an ISO 8601 instant, included")] = None,
+    end: Annotated[str | None, Query(alias="to", max_length=40,
+                                     description="a day or an ISO 8601 instant, included")] = None,
+    cursor: Annotated[str | None, Query(max_length=2048)] = None,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+) -> AuditPage:
+    """The workspace's audit log (admins), newest first: who did what, when, from which address and user agent,
+    filtered by actor, action and time; `nextCursor` continues. Entries are kept 400 days."""
+    _staff(workspace, "admin")
+    try:
+        low = audit.parse_time(start) if start else None
+        high = audit.parse_time(end) if end else None
+    except ValueError as error:
+        raise InvalidRequest(f"from/to: {error}") from None
+    items, next_cursor = wiring.audit_store().query(workspace, actor=actor, action=action, start=low, end=high,
+                                                    cursor=cursor, limit=limit)
+    return AuditPage(items=[e.public() for e in items], nextCursor=next_cursor)
+
+
+# ---------------------------------------------------------------- end of audit log and step-up (issue 8)
 
 
 @app.exception_handler(KefuError)

@@ -16,7 +16,8 @@ from kefu import schema
 from . import config
 
 DOCUMENT = config.ROOT / "docs" / "openapi.json"
-NO_AUTH = {("GET", "/health"), ("POST", "/workspaces/{workspace}/visitor-tokens"), ("GET", "/workspaces/{workspace}/proactive")}
+NO_AUTH = {("GET", "/health"), ("POST", "/workspaces/{workspace}/visitor-tokens"), ("GET", "/workspaces/{workspace}/proactive"),
+           ("GET", "/workspaces/{workspace}/customer-quick-replies")}
 ERRORS = {
     "400": "The request cannot be read",
     "401": "No valid token or API key",

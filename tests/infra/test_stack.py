@@ -196,7 +196,7 @@ def test_function_matches_schema(synthesized, ids, spec):
 
     env = props["Environment"]["Variables"]
     expected = {"POWERTOOLS_SERVICE_NAME", "POWERTOOLS_LOG_LEVEL", "POWERTOOLS_METRICS_NAMESPACE"}
-    for table_id in set(spec.reads) | set(spec.writes):
+    for table_id in set(spec.reads) | set(spec.writes) | set(spec.appends) | set(spec.queries):
         var = schema.TABLES[table_id].env_var
         expected.add(var)
         assert env[var] == {"Ref": ids["tables"][table_id]}
@@ -271,12 +271,49 @@ def test_table_access_follows_schema(role_statements, ids, spec):
         if not data_actions:
             continue
         touched = {table_ids[r] for r in refs(statement["Resource"]) if r in table_ids}
+        if statement.get("Sid") in ("TableAppend", "TableQuery"):  # append-only tables: test_audit_table_*
+            continue
         readable |= touched
         if data_actions & TABLE_WRITE_ACTIONS:
             writable |= touched
     stream_tables = {spec.stream_of} if spec.stream_of else set()
     assert readable == set(spec.reads) | set(spec.writes) | stream_tables
     assert writable == set(spec.writes)
+
+
+# ---- audit log (issue 8): append-only
+@pytest.mark.parametrize("spec", schema.FUNCTIONS, ids=lambda f: f.name)
+def test_audit_table_is_append_only_for_every_function(role_statements, ids, spec):
+    """No function may change or remove an audit entry: appenders get PutItem, readers Query, and nothing else
+    (no UpdateItem, DeleteItem, BatchWriteItem, PartiQL, Scan) on the Audit table or its indexes."""
+    audit = ids["tables"][schema.AUDIT.id]
+    granted = set()
+    for statement in role_statements[spec.name]:
+        if audit in refs(statement["Resource"]):
+            granted |= {a for a in as_list(statement["Action"]) if a.startswith("dynamodb:")}
+    expected = ({"dynamodb:PutItem"} if schema.AUDIT.id in spec.appends else set()) | (
+        {"dynamodb:Query"} if schema.AUDIT.id in spec.queries else set())
+    assert granted == expected
+    assert not granted & (TABLE_WRITE_ACTIONS - {"dynamodb:PutItem"})
+    assert schema.AUDIT.id not in set(spec.reads) | set(spec.writes)
+
+
+def test_audit_table_grants_are_put_and_query_only(role_statements, ids):
+    audit = ids["tables"][schema.AUDIT.id]
+    by_sid = {s.get("Sid"): s for s in role_statements["api"]}
+    assert as_list(by_sid["TableAppend"]["Action"]) == ["dynamodb:PutItem"]
+    assert refs(by_sid["TableAppend"]["Resource"]) == {audit}
+    assert as_list(by_sid["TableQuery"]["Action"]) == ["dynamodb:Query"]
+    resources = json.dumps(by_sid["TableQuery"]["Resource"])
+    assert all(f"/index/{index.name}" in resources for index in schema.AUDIT.indexes)
+
+
+def test_audit_table_keeps_entries_for_the_retention(synthesized, ids):
+    table = synthesized.resources[ids["tables"][schema.AUDIT.id]]["Properties"]
+    assert table["TimeToLiveSpecification"] == {"AttributeName": "expiresAt", "Enabled": True}
+    assert table["PointInTimeRecoverySpecification"]["PointInTimeRecoveryEnabled"] is True
+    assert table["SSESpecification"]["SSEEnabled"] is True and "KMSMasterKeyId" in table["SSESpecification"]
+# ---- end audit log
 
 
 def test_index_access_is_granted_by_name(role_statements, ids):
@@ -341,6 +378,15 @@ def test_bucket_access_follows_schema(role_statements, ids, spec):
     buckets = {logical: bid for bid, logical in ids["buckets"].items()}
     s3_statements = [s for s in role_statements[spec.name] if any(a.startswith("s3:") for a in as_list(s["Action"]))]
     readable, writable = set(), set()
+    # erases_buckets (kefu.privacy, a customer's erasure): DeleteObject on the objects, ListBucket on the bucket
+    erase = [s for s in s3_statements if set(as_list(s["Action"])) & {"s3:DeleteObject", "s3:ListBucket"}]
+    erased = {buckets[logical] for s in erase for r in as_list(s["Resource"]) for logical in refs(r)}
+    assert erased == set(spec.erases_buckets), spec.name
+    for statement in erase:
+        assert set(as_list(statement["Action"])) in ({"s3:DeleteObject"}, {"s3:ListBucket"}), statement
+        for resource in as_list(statement["Resource"]):
+            assert _joined(resource).endswith("/*") == ("s3:DeleteObject" in as_list(statement["Action"]))
+    s3_statements = [s for s in s3_statements if s not in erase]
     for statement in s3_statements:
         actions = set(as_list(statement["Action"]))
         assert actions <= {"s3:GetObject", "s3:PutObject"}, (spec.name, actions)
@@ -385,7 +431,8 @@ def test_knowledge_functions_search_and_bucket_levels(role_statements, ids):
     for name in ("api", "ws_message"):
         actions = actions_of(role_statements[name])
         assert {a for a in actions if a.startswith("es:")} == SEARCH_READ, name
-        assert {a for a in actions if a.startswith("s3:")} <= {"s3:GetObject", "s3:PutObject"}, name
+        erase = {"s3:DeleteObject", "s3:ListBucket"} if name == "api" else set()  # a customer's erasure
+        assert {a for a in actions if a.startswith("s3:")} <= {"s3:GetObject", "s3:PutObject", *erase}, name
         writers = [s for s in role_statements[name] if "s3:PutObject" in as_list(s["Action"])]
         assert {r for s in writers for r in refs(s["Resource"])} == (
             {ids["buckets"]["Attachments"]} if name == "api" else set()), name

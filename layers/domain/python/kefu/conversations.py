@@ -89,6 +89,7 @@ class ConversationService:
             conversation_id, opened = self._open_conversation(who, frame, channel)
 
         attached: list[dict] | None = None
+        tapped = self._quick_reply_meta(who, frame)
         for attempt in range(MAX_SEQ_RETRIES):
             conversation, connections = self.store.load_for_fanout(who.workspace, conversation_id)
             self._check_can_write(who, conversation, frame.clientMessageId)
@@ -102,7 +103,7 @@ class ConversationService:
                 text=frame.text,
                 created_at=now_iso(),
                 # what was attached, as checked: stored in meta, fanned out, synced and listed as "attachments"
-                meta={"attachments": attached} if attached else None,
+                meta={**({"attachments": attached} if attached else {}), **tapped} or None,
                 channel=channel,
             )
             try:
@@ -217,24 +218,47 @@ class ConversationService:
                 log.exception("could not log the routing experiment's exposure")
         return conversation.id, conversation
 
+    def _listed(self, workspace: str, kinds: tuple[str, ...] = ("routing_mode", "quick_reply_wording")) -> list:
+        """The workspace's experiments the message path uses, read at most every experiments_ttl_s per
+        workspace and container (may raise: callers fall back to the defaults)."""
+        cached = self._experiments.get(workspace)
+        if cached is None or time.monotonic() - cached[0] >= self.experiments_ttl_s:
+            cached = (time.monotonic(), [e for e in self.experiments.list(workspace) if e.kind in kinds])
+            self._experiments[workspace] = cached
+        return cached[1]
+
     def _routing_experiment(self, who: Principal):
         """(experiment, variant) of the routing_mode experiment that decides this customer's new conversation
-        (bot first or human first), or None. The experiments are read at most every experiments_ttl_s per
-        workspace and container; a failing read falls back to the default (the bot first)."""
+        (bot first or human first), or None. A failing read falls back to the default (the bot first)."""
         if self.experiments is None:
             return None
         from . import experiments as ab
 
         try:
-            cached = self._experiments.get(who.workspace)
-            if cached is None or time.monotonic() - cached[0] >= self.experiments_ttl_s:
-                listed = [e for e in self.experiments.list(who.workspace) if e.kind == "routing_mode"]
-                cached = (time.monotonic(), listed)
-                self._experiments[who.workspace] = cached
-            return ab.routing_mode(cached[1], who.id)
+            return ab.routing_mode([e for e in self._listed(who.workspace) if e.kind == "routing_mode"], who.id)
         except Exception:  # noqa: BLE001
             log.exception("routing experiments unavailable; the bot takes the conversation")
             return None
+
+    def _quick_reply_meta(self, who: Principal, frame: frames.MessageFrame) -> dict:
+        """A customer's tap on a quick reply (kefu.chips): meta.quickReply (the chip's id) and, when a
+        quick_reply_wording experiment assigns this visitor a variant (running or rolled out), meta.experiment
+        and meta.variant, decided here from the customer id (what the client claims is not trusted)."""
+        if who.role != "customer" or not getattr(frame, "quickReply", None):
+            return {}
+        meta: dict = {"quickReply": frame.quickReply}
+        if self.experiments is None:
+            return meta
+        from . import experiments as ab
+
+        try:
+            for experiment in self._listed(who.workspace):
+                variant = ab.assign(experiment, who.id) if experiment.kind == "quick_reply_wording" else None
+                if variant is not None:
+                    return {**meta, "experiment": experiment.id, "variant": variant.id}
+        except Exception:  # noqa: BLE001 - a lost tag costs a statistic, not the message
+            log.exception("quick-reply experiments unavailable; the message is sent untagged")
+        return meta
 
     def _check_attachments(self, conversation: Conversation, frame: frames.MessageFrame) -> list[dict]:
         """The frame's attachment references, checked against the stored objects; InvalidFrame otherwise."""

@@ -43,6 +43,7 @@ import re
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 
+from . import chips
 from .errors import Conflict, InvalidRequest
 from .models import new_id, now_iso, parse_iso, to_iso
 
@@ -53,7 +54,7 @@ MIN_VARIANTS, MAX_VARIANTS = 2, 5
 MAX_TOTAL_WEIGHT = 10_000
 MAX_DELAY_S = 3600
 MAX_TEXT = 500
-MAX_QUICK_REPLIES = 10
+MAX_QUICK_REPLIES = chips.MAX_WORDINGS
 DEFAULT_WINDOW_S = 24 * 3600
 MAX_WINDOW_S = 30 * 86400
 VARIANT_ID_RE = re.compile(r"^[A-Za-z0-9_.\-]{1,32}$")
@@ -122,13 +123,8 @@ def _check_value(kind: str, value: object, where: str) -> object:
         if value not in ROUTING_MODES:
             raise InvalidRequest(f"{where}: a routing mode is one of {', '.join(ROUTING_MODES)}")
         return value
-    if kind == "quick_reply_wording":
-        texts = value if isinstance(value, list) else [value]
-        if (not texts or len(texts) > MAX_QUICK_REPLIES
-                or not all(isinstance(t, str) and t.strip() and len(t) <= 200 for t in texts)):
-            raise InvalidRequest(f"{where}: quick-reply wording is a text, or a list of 1 to {MAX_QUICK_REPLIES} "
-                                 "texts, of at most 200 characters each")
-        return value
+    if kind == "quick_reply_wording":  # the customer chat's quick replies (kefu.chips)
+        return chips.check_wording(value, where)
     raise InvalidRequest(f"kind: one of {', '.join(KINDS)}")
 
 

@@ -41,6 +41,9 @@ class MessageFrame(_Frame):
     # only when the message opens a conversation: what it needs (the widget's topic picker)
     group: GroupId | None = None
     language: Language | None = None
+    # customers: the quick reply (chip) tapped to send this text (kefu.chips); stored as meta.quickReply, with
+    # meta.experiment / meta.variant of the visitor's quick_reply_wording experiment (decided by the server)
+    quickReply: Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9-]{0,31}$")] | None = None
 
     @model_validator(mode="after")
     def _not_empty(self) -> MessageFrame:

@@ -95,6 +95,10 @@ class Conversation:
     bot: dict | None = None
     suggestion: dict | None = None
     csat: dict | None = None  # the customer's satisfaction once closed: {"score": 1-5, "comment", "at", "nps"?: 0-10}
+    # data protection (kefu.privacy): the workspace's retention when the conversation opened (its items expire
+    # that many days after they were written; None: kept until deleted) and anonymous consultation (no identity)
+    retention_days: int | None = None
+    anonymous: bool = False
 
     def is_participant(self, who: Principal) -> bool:
         if who.workspace != self.workspace:

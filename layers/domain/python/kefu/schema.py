@@ -142,8 +142,26 @@ TICKETS = Table(
     stream="NEW_AND_OLD_IMAGES",  # escalation starts on a new deadline and stops on resolution
 )
 
+# ---- audit log (issue 8, kefu.audit): append-only
+AUDIT = Table(
+    id="Audit",
+    env_var="KEFU_TABLE_AUDIT",
+    local_name="kefu-audit",
+    # pk "{ws}", sk "{at}#{entryId}" (at: ISO 8601 UTC with ms, so a Query reads newest first and a time range
+    # is a key condition); written only with a conditional PutItem (attribute_not_exists), never updated or
+    # deleted: functions get "appends" (PutItem only) and "queries" (Query only) on it, never reads / writes
+    partition_key=Key("pk"),
+    sort_key=Key("sk"),
+    indexes=(
+        Index("byActor", Key("actorKey"), Key("sk")),  # "{ws}#{actorType}:{actorId}"
+        Index("byAction", Key("actionKey"), Key("sk")),  # "{ws}#{action}"
+    ),
+    ttl_attribute="expiresAt",  # kefu.audit.RETENTION_DAYS
+)
+# ---- end audit log
+
 TABLES: dict[str, Table] = {
-    t.id: t for t in (CONVERSATIONS, CONNECTIONS, DIRECTORY, METRICS, KNOWLEDGE, TICKETS)
+    t.id: t for t in (CONVERSATIONS, CONNECTIONS, DIRECTORY, METRICS, KNOWLEDGE, TICKETS, AUDIT)
 }
 
 # ---------------------------------------------------------------- S3
@@ -245,6 +263,10 @@ class Function:
     schedule: str | None = None  # an EventBridge schedule expression that invokes it ("rate(1 day)")
     escalations: bool = False  # starts and stops ticket escalation executions
     issues_api_keys: bool = False  # creates and deletes API Gateway keys in the integrators' usage plan
+    erases_buckets: tuple[str, ...] = ()  # bucket ids it lists and deletes objects of (a customer's erasure, kefu.privacy)
+    # append-only tables (the audit log): "appends" may only PutItem, "queries" may only Query (table and indexes)
+    appends: tuple[str, ...] = ()
+    queries: tuple[str, ...] = ()
     memory_mb: int = 256
     timeout_s: int = 10
     extra_env: dict[str, str] = field(default_factory=dict)
@@ -329,11 +351,14 @@ FUNCTIONS: tuple[Function, ...] = (
         reads_buckets=("Models",),  # the bot answers channel messages
         # upload tickets (a presigned POST is signed with the function's own PutObject right) and downloads
         writes_buckets=("Attachments",),
+        erases_buckets=("Attachments",),  # DELETE /workspaces/{ws}/customers/{id}: the customer's files (kefu.privacy)
         search="read",
         manage_connections=True,  # the agent's console sees a channel message at once
         sends_to=("Timers",),
         needs_secret=True,
         issues_api_keys=True,
+        appends=("Audit",),  # audit entries of sensitive actions (kefu.audit)
+        queries=("Audit",),  # GET /workspaces/{ws}/audit (admins)
         memory_mb=1024,  # the bot's model on channel messages
         timeout_s=29,
     ),
@@ -424,6 +449,8 @@ REST_PUBLIC_ROUTES: tuple[tuple[str, str], ...] = (
     ("POST", "/workspaces/{workspace}/visitor-tokens"),
     ("GET", "/workspaces/{workspace}/proactive"),  # the widget, before any token
     ("PUT", "/workspaces/{workspace}/proactive"),
+    ("GET", "/workspaces/{workspace}/customer-quick-replies"),  # the customer chat's quick replies, before any token
+    ("PUT", "/workspaces/{workspace}/customer-quick-replies"),
     ("GET", "/conversations/{conversation_id}/messages"),
     # attachments: an upload ticket (presigned POST) and a download link, for the conversation's participants
     ("POST", "/conversations/{conversation_id}/attachments"),
@@ -463,6 +490,11 @@ REST_PUBLIC_ROUTES: tuple[tuple[str, str], ...] = (
     ("PUT", "/workspaces/{workspace}/quick-replies"),
     # the console's customer profile (agents)
     ("GET", "/workspaces/{workspace}/customers/{customer_id}"),
+    # data protection (issue 8, kefu.privacy): retention settings, a customer's export and erasure (admins)
+    ("GET", "/workspaces/{workspace}/privacy"),
+    ("PUT", "/workspaces/{workspace}/privacy"),
+    ("GET", "/workspaces/{workspace}/customers/{customer_id}/export"),
+    ("DELETE", "/workspaces/{workspace}/customers/{customer_id}"),
     ("GET", "/workspaces/{workspace}/conversations"),
     ("GET", "/workspaces/{workspace}/metrics/hourly"),
     ("GET", "/workspaces/{workspace}/metrics"),
@@ -492,6 +524,10 @@ REST_PUBLIC_ROUTES: tuple[tuple[str, str], ...] = (
     ("POST", "/workspaces/{workspace}/experiments/{experiment_id}/stop"),
     ("POST", "/workspaces/{workspace}/events"),
     ("GET", "/workspaces/{workspace}/conversions"),
+    # step-up verification and the audit log (issue 8): agents enrol and step up, admins read the log
+    ("POST", "/workspaces/{workspace}/step-up/totp"),
+    ("POST", "/workspaces/{workspace}/step-up"),
+    ("GET", "/workspaces/{workspace}/audit"),
 )
 REST_STAGE = "v1"
 WS_STAGE = "prod"

@@ -204,3 +204,19 @@ def attachment_store():
     from .adapters.attachment_store import S3AttachmentStore
 
     return S3AttachmentStore()
+
+
+# ---- audit log and step-up (issue 8)
+@lru_cache(maxsize=1)
+def audit_store():
+    from .adapters.audit_store import AuditStore
+
+    return AuditStore()
+
+
+@lru_cache(maxsize=1)
+def step_up_store():
+    from .adapters.audit_store import StepUpStore
+
+    return StepUpStore()
+# ---- end audit log and step-up

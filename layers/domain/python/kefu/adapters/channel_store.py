@@ -1,5 +1,6 @@
 """Per-workspace channel settings in the Directory table: pk "{ws}#CHANNELS", sk the channel ("wechat"); and
-the console's quick-reply library: pk "{ws}#QUICK", sk "LIBRARY"; the widget's proactive rules: pk
+the console's quick-reply library: pk "{ws}#QUICK", sk "LIBRARY"; the customer chat's quick replies (kefu.chips):
+pk "{ws}#QUICK", sk "CHAT"; the widget's proactive rules: pk
 "{ws}#PROACTIVE", sk "RULES".
 WeChat: the callback token, the Official Account's appId and appSecret (the table is encrypted with the
 stack's KMS key; the secret is never returned by the API), and the API base URL (tests point it at a
@@ -37,6 +38,13 @@ class ChannelStore:
 
     def put_quick_replies(self, workspace: str, items: list[dict]) -> None:
         self._put_json_list(f"{workspace}#QUICK", "LIBRARY", items)
+
+    def chat_chips(self, workspace: str) -> list[dict]:
+        """The customer chat's quick replies (kefu.chips), in order."""
+        return self._json_list(f"{workspace}#QUICK", "CHAT")
+
+    def put_chat_chips(self, workspace: str, items: list[dict]) -> None:
+        self._put_json_list(f"{workspace}#QUICK", "CHAT", items)
 
     def proactive_rules(self, workspace: str) -> list[dict]:
         """The widget's proactive invitations (kefu.proactive), in order."""

@@ -142,6 +142,8 @@ class MetaItem(ConversationItem, discriminator="meta"):
     suggestionId = UnicodeAttribute(null=True)  # the suggestion's id, where a condition can see it
     csat = MapAttribute(null=True)  # the customer's rating once closed: {score, comment, at, nps?} (a map: webhooks read it)
     firstResponseAt = UnicodeAttribute(null=True)  # the first agent message (analytics: first response time)
+    retentionDays = NumberAttribute(null=True)  # kefu.privacy: the workspace's retention when it opened
+    anonymous = BooleanAttribute(null=True)  # kefu.privacy: anonymous consultation (no name, tags)
 
     def domain(self) -> Conversation:
         return Conversation(
@@ -168,6 +170,8 @@ class MetaItem(ConversationItem, discriminator="meta"):
             bot=self.bot,
             suggestion=self.suggestion,
             csat=self.csat.as_dict() if self.csat is not None else None,
+            retention_days=int(self.retentionDays) if self.retentionDays else None,
+            anonymous=bool(self.anonymous),
         )
 
 
@@ -240,6 +244,7 @@ class WorkspaceItem(DirectoryItem, discriminator="workspace"):
     settings = JSONAttribute(null=True)  # routing
     bot = JSONAttribute(null=True)  # the bot's settings (bot.BotSettings)
     survey = JSONAttribute(null=True)  # the survey after a close: {"nps": bool} (PUT /workspaces/{ws}/survey)
+    privacy = JSONAttribute(null=True)  # retention and anonymous consultation (kefu.privacy, PUT .../privacy)
 
 
 class QueueItem(DirectoryItem, discriminator="queued"):
@@ -322,6 +327,12 @@ def _update_meta(conversation: Conversation, actions: list, condition: Condition
         if _condition_failed(error):
             raise StateConflict() from None
         raise
+
+
+def _expires(conversation: Conversation) -> int | None:
+    """The TTL of an item written now into this conversation: its retention from now (kefu.privacy)."""
+    days = conversation.retention_days
+    return int(time.time()) + int(days) * 86400 if days else None
 
 
 def _condition_failed(error: Exception) -> bool:
@@ -445,6 +456,14 @@ class DynamoStore:
         WorkspaceItem(workspace, "WORKSPACE").update(actions=[WorkspaceItem.survey.set(settings)],
                                                      condition=WorkspaceItem.pk.exists())
 
+    def privacy_settings(self, workspace: str) -> dict:
+        item = _get(WorkspaceItem, workspace, "WORKSPACE")
+        return dict(item.privacy or {}) if isinstance(item, WorkspaceItem) else {}
+
+    def put_privacy_settings(self, workspace: str, settings: dict) -> None:
+        WorkspaceItem(workspace, "WORKSPACE").update(actions=[WorkspaceItem.privacy.set(settings)],
+                                                     condition=WorkspaceItem.pk.exists())
+
     # connections ------------------------------------------------------
 
     def add_connection(self, who: Principal, connection_id: str, conversation_ids: list[str]) -> None:
@@ -481,10 +500,20 @@ class DynamoStore:
 
     def open_conversation_id(self, workspace: str, customer_id: str) -> str | None:
         pointer = _get(OpenPointer, f"{workspace}#U#{customer_id}", "OPEN")
+        if pointer is not None and pointer.expiresAt and pointer.expiresAt <= time.time():
+            return None  # past its retention (DynamoDB's TTL deletes within days): a new conversation replaces it
         return pointer.conversationId if pointer else None
 
     def create_conversation(self, conversation: Conversation, connections: list[ConnectionRef]) -> None:
         ws = conversation.workspace
+        if conversation.retention_days is None:  # the workspace's data protection settings (kefu.privacy)
+            from ..privacy import PrivacySettings
+
+            privacy = PrivacySettings.parse(self.privacy_settings(ws))
+            conversation.retention_days, conversation.anonymous = privacy.retention_days, privacy.anonymous
+        if conversation.anonymous:  # anonymous consultation: the random customer id, nothing else
+            conversation.customer_name, conversation.customer_tags = "", ()
+        expires = _expires(conversation)
         meta = MetaItem(
             conv_pk(ws, conversation.id),
             "META",
@@ -502,11 +531,16 @@ class DynamoStore:
             listKey=ws,
             group=conversation.group,
             language=conversation.language,
+            retentionDays=conversation.retention_days,
+            anonymous=conversation.anonymous or None,
+            expiresAt=expires,
         )
-        pointer = OpenPointer(f"{ws}#U#{conversation.customer_id}", "OPEN", conversationId=conversation.id)
+        pointer = OpenPointer(f"{ws}#U#{conversation.customer_id}", "OPEN", conversationId=conversation.id,
+                              expiresAt=expires)
         try:
             with self._tx() as tx:
-                tx.save(pointer, condition=OpenPointer.pk.does_not_exist())
+                # a pointer past its retention is no open conversation (open_conversation_id)
+                tx.save(pointer, condition=OpenPointer.pk.does_not_exist() | (OpenPointer.expiresAt <= int(time.time())))
                 tx.save(meta, condition=MetaItem.pk.does_not_exist())
                 for ref in connections:
                     tx.save(self._fanout_item(ws, conversation.id, ref))
@@ -575,11 +609,15 @@ class DynamoStore:
 
     def append_message(self, conversation: Conversation, message: Message, sender_key: str) -> None:
         pk = conv_pk(conversation.workspace, conversation.id)
+        expires = _expires(conversation)  # kefu.privacy: the workspace's retention, from now
         try:
             with self._tx() as tx:
-                tx.save(DedupItem(pk, f"USED#{sender_key}#{message.client_message_id}", seq=message.seq),
+                tx.save(DedupItem(pk, f"USED#{sender_key}#{message.client_message_id}", seq=message.seq,
+                                  expiresAt=expires),
                         condition=DedupItem.pk.does_not_exist())
                 actions = [MetaItem.lastSeq.set(message.seq), MetaItem.updatedAt.set(message.created_at)]
+                if expires:  # the conversation outlives its newest message
+                    actions.append(MetaItem.expiresAt.set(expires))
                 if message.sender.get("role") == "agent":  # kept from the first one on (if_not_exists)
                     actions.append(MetaItem.firstResponseAt.set(MetaItem.firstResponseAt | message.created_at))
                 tx.update(
@@ -595,11 +633,13 @@ class DynamoStore:
                         clientMessageId=message.client_message_id,
                         senderRole=message.sender["role"],
                         senderId=message.sender["id"],
-                        senderName=message.sender.get("name") or "",
+                        senderName="" if conversation.anonymous and message.sender.get("role") == "customer"
+                        else message.sender.get("name") or "",
                         text=message.text,
                         createdAt=message.created_at,
                         meta=message.meta,
                         channel=None if message.channel == "web" else message.channel,
+                        expiresAt=expires,
                     ),
                     condition=MessageItem.pk.does_not_exist(),
                 )
@@ -649,7 +689,7 @@ class DynamoStore:
     def record_rating(self, conversation: Conversation, seq: int, article_id: str, helpful: bool) -> bool:
         """The customer's vote on one bot answer; False when that answer was already rated."""
         item = RatingItem(conv_pk(conversation.workspace, conversation.id), f"RATE#{seq:012d}", helpful=helpful,
-                          articleId=article_id, ratedAt=now_iso())
+                          articleId=article_id, ratedAt=now_iso(), expiresAt=_expires(conversation))
         try:
             item.save(condition=RatingItem.pk.does_not_exist())
         except PutError as error:
@@ -806,13 +846,16 @@ class DynamoStore:
         condition = MetaItem.status != "closed"
         condition &= (MetaItem.agentId == conversation.agent_id) if conversation.agent_id else MetaItem.agentId.does_not_exist()
         condition &= (MetaItem.queueKey == entry_key) if entry_key else MetaItem.queueKey.does_not_exist()
+        actions = [MetaItem.status.set("closed"), MetaItem.closedAt.set(closed_at),
+                   MetaItem.closeReason.set(reason), MetaItem.updatedAt.set(closed_at),
+                   MetaItem.agentKey.remove(), MetaItem.queueKey.remove()]
+        if _expires(conversation):  # kept (with the CSAT rating to come) for the retention from its close on
+            actions.append(MetaItem.expiresAt.set(_expires(conversation)))
         try:
             with self._tx() as tx:
                 tx.update(
                     MetaItem(conv_pk(ws, conversation.id), "META"),
-                    actions=[MetaItem.status.set("closed"), MetaItem.closedAt.set(closed_at),
-                             MetaItem.closeReason.set(reason), MetaItem.updatedAt.set(closed_at),
-                             MetaItem.agentKey.remove(), MetaItem.queueKey.remove()],
+                    actions=actions,
                     condition=condition,
                 )
                 if conversation.agent_id:
