@@ -7,10 +7,11 @@ from __future__ import annotations
 import os
 import secrets
 import shutil
+import time
 from pathlib import Path
 
 import pytest
-from kefu import tokens
+from kefu import step_up, tokens
 from kefu.models import Agent
 
 CHROMIUM = os.environ.get("KEFU_CHROMIUM", "/usr/bin/chromium")
@@ -97,9 +98,63 @@ class Desk:
         store.put_agent(Agent(self.ws, "agent-1", "Agent One"))
         store.put_agent(Agent(self.ws, "agent-2", "Agent Two"))
         self.admin = {"Authorization": "Bearer " + self.token("agent", "admin")}
+        self._authenticators: dict[str, Authenticator] = {}
+
+    def authenticator(self, agent_id: str) -> Authenticator:
+        """The agent's enrolled authenticator (enrolled through REST the first time)."""
+        if agent_id not in self._authenticators:
+            self._authenticators[agent_id] = enrol_totp(self, agent_id)
+        return self._authenticators[agent_id]
 
     def url(self, path: str) -> str:
         return f"{self.stack.api_url}/workspaces/{self.ws}/{path}"
 
     def token(self, kind: str, subject: str, **kw) -> str:
         return tokens.issue(self.key, kind=kind, workspace=self.ws, subject=subject, **kw)
+
+
+class Authenticator:
+    """An agent's authenticator app: the TOTP secret enrolled through REST (POST /workspaces/{ws}/step-up/totp),
+    and its codes (kefu.step_up.totp). A code works once: each code here is of a later time step than the last
+    one (the server takes the next step too; past it, this waits like a person for the app's next code)."""
+
+    def __init__(self, secret: str):
+        self.secret = secret
+        self.last_step = -1
+
+    def code(self) -> str:
+        while True:
+            current = step_up.time_step()
+            step = max(current, self.last_step + 1)
+            if step <= current + step_up.DRIFT_STEPS:
+                self.last_step = step
+                return step_up.totp(self.secret, now=step * step_up.PERIOD_S)
+            time.sleep((current + 1) * step_up.PERIOD_S - time.time() + 0.05)
+
+    def wrong_code(self) -> str:
+        """A 6-digit code that is none of the codes the server would take now."""
+        current = step_up.time_step()
+        taken = {step_up.totp(self.secret, now=s * step_up.PERIOD_S) for s in range(current - 2, current + 3)}
+        return next(c for c in (f"{n:06d}" for n in range(123456, 1_000_000, 111_111)) if c not in taken)
+
+
+def enrol_totp(place, agent_id: str) -> Authenticator:
+    """Enrol the agent's authenticator in a Desk or a Shop (what the agent does once in the console), through
+    REST with the agent's own token."""
+    import requests
+
+    answer = requests.post(place.url("step-up/totp"), timeout=10,
+                           headers={"Authorization": "Bearer " + place.token("agent", agent_id)})
+    assert answer.status_code == 201, answer.text
+    return Authenticator(answer.json()["secret"])
+
+
+def verify_in_console(page, authenticator: Authenticator) -> None:
+    """Answer the console's step-up dialog with the authenticator's current code."""
+    from playwright.sync_api import expect
+
+    dialog = page.get_by_role("dialog")
+    expect(dialog).to_be_visible()
+    page.fill("#su-code", authenticator.code())
+    page.click("#su-submit")
+    expect(dialog).to_be_hidden()

@@ -13,7 +13,7 @@ from playwright.sync_api import expect
 
 from tests.integration.conftest import ALWAYS_ANSWER, ALWAYS_REVIEW, Shop
 
-from .conftest import axe_violations, screenshot, signed_in
+from .conftest import axe_violations, enrol_totp, screenshot, signed_in, verify_in_console
 
 XSS = '<img src=x onerror="window.__xss=1"><script>window.__xss=2</script>'
 
@@ -266,6 +266,7 @@ def test_the_console_shows_the_customers_profile_and_opens_a_ticket(new_page, sh
     alice = agent_page(new_page, shop, "agent-1")
     alice.locator("#convs button", has_text="钱七").click()
     alice.click("#profile summary")
+    verify_in_console(alice, enrol_totp(shop, "agent-1"))  # the customer's history needs a step-up
     expect(alice.locator("#profile-vip")).to_be_visible()
     expect(alice.locator("#profile-conversations li")).to_have_count(1)
     expect(alice.locator("#profile-conversations")).to_contain_text("已结束")  # closed, in the console's language
