@@ -83,12 +83,10 @@ def messages(
     afterSeq: Annotated[int, Query(ge=0)] = 0,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
 ) -> dict:
-    """A page of a conversation's messages after afterSeq, for its customer or its agent."""
-    who = _caller()
-    conversation = store.get_conversation(who.workspace, conversation_id)
-    if conversation is None or not conversation.is_participant(who):
-        raise NotFound("no such conversation")
-    return _messages_page(who.workspace, conversation_id, afterSeq, limit)
+    """A page of a conversation's messages after afterSeq, for its customer, its agent and (read only) the
+    workspace's supervisors."""
+    conversation = _participant_conversation(conversation_id, supervisors_read=True)
+    return _messages_page(conversation.workspace, conversation_id, afterSeq, limit)
 
 
 # ---------------------------------------------------------------- attachments (participants of the conversation)
@@ -150,9 +148,9 @@ def attachment_download(
     name: Annotated[str | None, Query(max_length=255, description="the name to save it as (default: from the key)")]
     = None,
 ) -> DownloadLink:
-    """A short-lived download link of one of the conversation's attachments (its customer or agent). Images
-    open inline; every other type downloads as a file."""
-    conversation = _participant_conversation(conversation_id)
+    """A short-lived download link of one of the conversation's attachments (its customer, its agent, the
+    workspace's supervisors). Images open inline; every other type downloads as a file."""
+    conversation = _participant_conversation(conversation_id, supervisors_read=True)
     if not attachments.owns(key, conversation.workspace, conversation.id):
         raise NotFound("no such attachment")
     store_ = wiring.attachment_store()
@@ -170,11 +168,14 @@ def attachment_download(
                         size=stored.size)
 
 
-def _participant_conversation(conversation_id: str):
-    """The conversation, if the caller (token) is its customer or its agent; the same 404 otherwise."""
+def _participant_conversation(conversation_id: str, supervisors_read: bool = False):
+    """The conversation, if the caller (token) is its customer or its agent (or, to read, a supervisor of its
+    workspace); the same 404 otherwise."""
+    from kefu.conversations import oversees
+
     who = _caller()
     conversation = store.get_conversation(who.workspace, conversation_id)
-    if conversation is None or not conversation.is_participant(who):
+    if conversation is None or not (conversation.is_participant(who) or (supervisors_read and oversees(store, who))):
         raise NotFound("no such conversation")
     return conversation
 

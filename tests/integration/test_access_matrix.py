@@ -101,6 +101,13 @@ def participant(p: str):
     return 401 if p in NO_BEARER else 404
 
 
+def reader(p: str):
+    """Its participants, and (read only) the workspace's supervisors and admins; hidden (404) from the rest."""
+    if p in ("customer", "agent", "supervisor", "admin"):
+        return OK
+    return 401 if p in NO_BEARER else 404
+
+
 def visitor(p: str):
     """The widget: a visitor token of this workspace."""
     if p in CUSTOMERS:
@@ -211,12 +218,12 @@ REST: dict[tuple[str, str], Rest] = {
     ("PUT", f"{W}/proactive"): Rest(staff("admin"), body={"rules": []}),
     ("GET", f"{W}/customer-quick-replies"): Rest(anyone, leaks=False),
     ("PUT", f"{W}/customer-quick-replies"): Rest(staff("admin"), body={"items": []}),
-    # a conversation's participants
-    ("GET", "/conversations/{conversation_id}/messages"): Rest(participant),
+    # a conversation's participants (its supervisors read)
+    ("GET", "/conversations/{conversation_id}/messages"): Rest(reader),
     ("POST", "/conversations/{conversation_id}/attachments"): Rest(
         participant, body={"name": "a.png", "contentType": "image/png", "size": 100}),
     ("GET", "/conversations/{conversation_id}/attachments/download"): Rest(
-        participant, query=lambda ctx: {"key": ctx.attachment_key}),
+        reader, query=lambda ctx: {"key": ctx.attachment_key}),
     # the console's admin screens
     ("GET", f"{W}/agents"): Rest(staff("supervisor")),
     ("PUT", f"{W}/agents/{{agent_id}}"): Rest(staff("admin"), body=AGENT_PROFILE),
@@ -368,8 +375,10 @@ WS: dict[str, Ws] = {
                   _only({"customer": "ack", "agent": "ack"}, {OTHERS_NOT_FOUND: "not_found"})),
     "typing": Ws(lambda s, p: {"action": "typing", "conversationId": s.id},
                  _only({"customer": "typing.ok", "agent": "typing.ok"}, {OTHERS_NOT_FOUND: "not_found"})),
+    # supervisors and admins read any conversation of their workspace (the console's "all" tab), never write
     "sync": Ws(lambda s, p: {"action": "sync", "conversationId": s.id, "afterSeq": 0},
-               _only({"customer": "sync", "agent": "sync"}, {OTHERS_NOT_FOUND: "not_found"})),
+               _only({"customer": "sync", "agent": "sync", "supervisor": "sync", "admin": "sync"},
+                     {("other_customer", "other_agent", *FOREIGN): "not_found"})),
     "inbox": Ws(lambda s, p: {"action": "inbox"}, _only({p: "inbox" for p in WS_PRINCIPALS}, {})),
     "route": Ws(lambda s, p: {"action": "route", "conversationId": s.id},
                 _only({"customer": "routed", "supervisor": "routed", "admin": "routed"},

@@ -278,8 +278,9 @@ class ConversationService:
                                details=[{"field": field, "problem": str(refused)}]) from None
 
     def _readable(self, who: Principal, conversation_id: str) -> Conversation:
+        """Its customer and its agent read a conversation, and (read only) the workspace's supervisors."""
         conversation = self.store.get_conversation(who.workspace, conversation_id)
-        if conversation is None or not conversation.is_participant(who):
+        if conversation is None or not (conversation.is_participant(who) or oversees(self.store, who)):
             raise NotFound("no such conversation")
         return conversation
 
@@ -288,6 +289,14 @@ class ConversationService:
             raise NotFound("no such conversation", client_message_id=cmid)
         if conversation.status == "closed":
             raise ConversationClosed("the conversation is closed", client_message_id=cmid)
+
+
+def oversees(store, who: Principal) -> bool:
+    """A supervisor or admin of the caller's workspace (the role read from the directory, not the token)."""
+    if who.role != "agent":
+        return False
+    agent = store.get_agent(who.workspace, who.id)
+    return agent is not None and agent.role in ("supervisor", "admin")
 
 
 def _channel_message_id(inbound: Inbound) -> str:
