@@ -60,15 +60,7 @@
   let charts = [];
   let timer = null;
 
-  function el(tag, attrs, ...children) {
-    const node = document.createElement(tag);
-    for (const [k, v] of Object.entries(attrs || {})) {
-      if (k === "text") node.textContent = v;
-      else node.setAttribute(k, v);
-    }
-    for (const child of children) if (child != null) node.append(child);
-    return node;
-  }
+  const { el } = KefuDom;
   function ago(seconds) {
     if (seconds == null) return "–";
     return seconds < 60 ? `${seconds}s` : seconds < 3600 ? `${Math.round(seconds / 60)}min` : `${(seconds / 3600).toFixed(1)}h`;

@@ -31,26 +31,11 @@
 
   // ------------------------------------------------------------ helpers
 
-  function el(tag, attrs, ...children) {
-    const node = document.createElement(tag);
-    for (const [k, v] of Object.entries(attrs || {})) {
-      if (v === null || v === undefined || v === false) continue;
-      if (k === "text") node.textContent = v;
-      else if (k === "className") node.className = v;
-      else if (k.startsWith("on")) node[k] = v;
-      else node.setAttribute(k, v === true ? "" : v);
-    }
-    for (const child of children) if (child !== null && child !== undefined) node.append(child);
-    return node;
-  }
+  const { el } = KefuDom;
   const kc = () => window.kefuConsole;
   const isAdmin = () => kc().role === "admin";
   const errorText = (e) => (e && e.message ? `${e.message} (${e.code || "error"})` : String(e));
-  function when(iso) {
-    if (!iso) return t("ex.none");
-    const d = new Date(iso);
-    return Number.isNaN(d.getTime()) ? String(iso) : d.toLocaleString(KefuI18n.locale);
-  }
+  const when = (iso) => KefuDom.when(iso, t("ex.none"));
   const kindLabel = (kind) => (KINDS.includes(kind) ? t(`ex.kind.${kind}`) : kind);
   const statusLabel = (status) => (["draft", "running", "stopped"].includes(status) ? t(`ex.status.${status}`) : status);
   function statusText(e) {
@@ -568,15 +553,8 @@
 
   function render(focus) {
     if (!root) return;
-    // a redraw keeps the keyboard where it was (an input, a select) unless it moves it on purpose
-    const active = document.activeElement;
-    const keep = active && active.id && root.contains(active) ? active.id : null;
-    if (state.openId) drawExperiment(focus);
-    else drawList(focus);
-    if (keep && !root.contains(document.activeElement)) {
-      const again = document.getElementById(keep);
-      if (again) again.focus();
-    }
+    // a redraw keeps the keyboard where it was unless it moves it on purpose
+    KefuDom.redraw(root, () => (state.openId ? drawExperiment(focus) : drawList(focus)));
   }
 
   document.addEventListener("kefu:view", (event) => {

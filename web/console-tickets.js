@@ -178,26 +178,11 @@
 
   // ------------------------------------------------------------ helpers
 
-  function el(tag, attrs, ...children) {
-    const node = document.createElement(tag);
-    for (const [k, v] of Object.entries(attrs || {})) {
-      if (v === null || v === undefined || v === false) continue;
-      if (k === "text") node.textContent = v;
-      else if (k === "className") node.className = v;
-      else if (k.startsWith("on")) node[k] = v;
-      else node.setAttribute(k, v === true ? "" : v);
-    }
-    for (const child of children) if (child !== null && child !== undefined) node.append(child);
-    return node;
-  }
+  const { el } = KefuDom;
   const consoleApi = () => window.kefuConsole;
   const me = () => consoleApi().claims.sub;
   const label = (kind, value) => (value ? t(`tk.${kind}.${value}`) : t("tk.none"));
-  function when(iso) {
-    if (!iso) return t("tk.none");
-    const d = new Date(iso);
-    return Number.isNaN(d.getTime()) ? String(iso) : d.toLocaleString(KefuI18n.locale);
-  }
+  const when = (iso) => KefuDom.when(iso, t("tk.none"));
   function duration(ms) {
     const minutes = Math.floor(Math.abs(ms) / 60_000);
     if (minutes < 1) return t("tk.u.lt1");
@@ -607,15 +592,8 @@
 
   function render(focus) {
     if (!root) return;
-    // a redraw keeps the keyboard where it was (a filter, a select) unless it moves it on purpose
-    const active = document.activeElement;
-    const keep = active && active.id && root.contains(active) ? active.id : null;
-    if (state.openId) drawTicket(focus);
-    else drawList(focus);
-    if (keep && !root.contains(document.activeElement)) {
-      const again = document.getElementById(keep);
-      if (again) again.focus();
-    }
+    // a redraw keeps the keyboard where it was unless it moves it on purpose
+    KefuDom.redraw(root, () => (state.openId ? drawTicket(focus) : drawList(focus)));
   }
 
   document.addEventListener("kefu:view", (event) => {
