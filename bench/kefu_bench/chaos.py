@@ -283,7 +283,7 @@ class _Bench:
         self.seconds = time.monotonic() - started
 
 
-def run(customers: int = 200, agents: int = 20, messages: int = 4, ramp_s: float = 60.0, kill_every_s: float = 1.0,
+def run(customers: int = 200, agents: int = 20, messages: int = 4, ramp_s: float = 240.0, kill_every_s: float = 1.0,
         dup_every: int = 10, seed: int = 0) -> dict:
     from kefu import tokens, wiring
     from kefu.models import Agent

@@ -86,7 +86,7 @@ def main(argv: list[str] | None = None) -> int:
     chaos.add_argument("--customers", type=int, default=200)
     chaos.add_argument("--agents", type=int, default=20)
     chaos.add_argument("--messages", type=int, default=4, help="per customer; each is answered by the agent")
-    chaos.add_argument("--ramp", type=float, default=60.0, help="seconds over which customers arrive")
+    chaos.add_argument("--ramp", type=float, default=240.0, help="seconds over which customers arrive")
     chaos.add_argument("--kill-every", type=float, default=1.0, help="mean seconds between socket kills")
     chaos.add_argument("--seed", type=int, default=0)
 
