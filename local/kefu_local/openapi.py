@@ -25,6 +25,7 @@ ERRORS = {
     "404": "No such resource (also another workspace's ids)",
     "409": "The resource changed meanwhile or is in a state that forbids this",
     "422": "The request is well-formed but its content is refused",
+    "429": "Too many requests: the stage's or the API key's throttling, or too many failed step-up codes; retry later",
 }
 ERROR_SCHEMA = {
     "type": "object",
