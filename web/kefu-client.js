@@ -36,6 +36,10 @@
  *    not synced from seq 1: the conversation's `floor` is the seq below which messages are not
  *    loaded, and loadEarlier(id) fetches the 200 before it.
  *
+ * Option anonymous (customers): the visitor chose anonymous consultation; each message that opens a conversation
+ * carries "anonymous": true (the token must be an anonymous visitor's: a fresh id from POST .../visitor-tokens,
+ * no name).
+ *
  * Actions besides send/sync/inbox: route(id, {group, language}), cancel(id), closeConversation(id, resolved),
  * offlineForm({conversationId, name, contact, question}), rate(id, seq, helpful) for customers;
  * handoff(id, to, note), presence(status), snapshot(), assign(id, agentId),
@@ -137,6 +141,9 @@
       this.checkAuth = o.checkAuth || null; // async () => false when the token is no longer accepted
       this.storage = o.storage || null; // localStorage-like: unacked messages survive a reload
       this.storageKey = `kefu.outbox.${this.workspace}.${this.role}.${this.userId}`;
+      // anonymous consultation chosen by the visitor: every message that opens a conversation says so (a customer
+      // with an anonymous visitor token only: random id, no name; the server refuses it from any other token)
+      this.anonymous = this.role === "customer" && !!o.anonymous;
       this.presenceStatus = null; // an agent's presence, as last confirmed by a presence reply
 
       this.state = "idle";
@@ -461,6 +468,7 @@
         text: m.text, createdAt: m.createdAt, state: "sent",
         meta: m.meta && typeof m.meta === "object" ? m.meta : null, // the bot's decision, or the suggestion sent
         channel: typeof m.channel === "string" ? m.channel : "web", // how a customer's message arrived
+        masked: m.masked === true, // stored with personal data masked (the workspace's maskPii)
       };
       if (Array.isArray(m.attachments) && m.attachments.length) message.attachments = m.attachments; // files
       c.messages.set(m.seq, message);
@@ -553,6 +561,7 @@
       else {
         if (item.group) frame.group = item.group; // only used when this message opens the conversation
         if (item.language) frame.language = item.language;
+        if (this.anonymous) frame.anonymous = true; // the conversation it opens keeps no identity
       }
       item.attempts += 1;
       this._inflight = item;

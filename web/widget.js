@@ -5,12 +5,19 @@
  *           data-token="(optional) a visitor token your backend got from POST /integrations/visitor-tokens"
  *           data-lang="(optional) zh | en"
  *           data-api="(optional) the REST API's base URL, when not this host's /api"
- *           data-cart-value="(optional) the cart's value, for proactive rules (or kefuWidget.setCart(v))"></script>
+ *           data-cart-value="(optional) the cart's value, for proactive rules (or kefuWidget.setCart(v))"
+ *           data-anonymous="(optional) off: do not offer anonymous consultation in the chat"></script>
  *
  * It adds a launcher button and opens the chat (customer.html from the same host) in an iframe: the host
  * page's styles and scripts cannot reach the conversation, and the chat cannot touch the page. Without
  * data-token the visitor is anonymous; with one, the chat greets them by name and continues their
  * conversation on every channel. On a phone-sized screen the chat fills the screen. Escape closes it.
+ *
+ * Anonymous consultation (issue 8): the chat offers "chat anonymously" (on its start form, and to a visitor already
+ * chatting as themself while no conversation is open). Chosen, the chat gets a fresh anonymous visitor token of its
+ * own (a new random customer id, no name) instead of data-token or this widget's visitor, and its conversations
+ * are opened anonymous: kefu stores no name, no tags and not the site's customer id for them, and nothing links
+ * them to this page's visitor (its experiments, its business events). data-anonymous="off" hides the offer.
  *
  * Proactive invitations: the workspace's rules (GET /workspaces/{ws}/proactive; set by admins) are evaluated
  * here, on the page: time on page, the URL, the cart's value, a returning visitor, exit intent. The first
@@ -79,6 +86,7 @@
     url.searchParams.set("workspace", workspace);
     url.searchParams.set("embed", "1");
     if (script.dataset.lang) url.searchParams.set("lang", script.dataset.lang);
+    if (script.dataset.anonymous === "off") url.searchParams.set("anonymous", "off");
     if (script.dataset.token) url.hash = "token=" + encodeURIComponent(script.dataset.token);
     else if (visitor) url.hash = "visitor=" + encodeURIComponent(visitor.token); // the same visitor in the chat
     return url.toString();
@@ -211,7 +219,10 @@
     var headers = { "Content-Type": "application/json" };
     if (held) headers.Authorization = "Bearer " + held;
     return fetch(wsUrl + "/visitor-tokens", { method: "POST", headers: headers, body: "{}" })
-      .then(function (r) { if (!r.ok) throw new Error("visitor token: HTTP " + r.status); return r.json(); })
+      .then(function (r) {
+        if (!r.ok) throw Object.assign(new Error("visitor token: HTTP " + r.status), { status: r.status });
+        return r.json();
+      })
       .then(function (t) {
         var kept = { token: t.token, customerId: t.customerId, expiresAt: Date.now() + t.expiresIn * 1000 };
         write(localStorage, visitorKey, kept);
@@ -225,7 +236,8 @@
       var kept = read(localStorage, visitorKey);
       if (!kept || !kept.token || kept.expiresAt < Date.now() + 60000) return mint(null);
       if (kept.expiresAt < Date.now() + 6 * 3600 * 1000) { // renew early: the same visitor on the next visits
-        return mint(kept.token).catch(function () { return kept; });
+        // 401: the token is no longer accepted (the visitor's data was erased: their tokens are revoked): a new visitor
+        return mint(kept.token).catch(function (e) { return e.status === 401 ? mint(null) : kept; });
       }
       return kept;
     })()
@@ -234,6 +246,12 @@
   function authorized(v) { return { Authorization: "Bearer " + v.token }; }
   var assignments = who.then(function (v) {
     return fetch(wsUrl + "/experiments/assignments", { headers: authorized(v) })
+      .then(function (r) {
+        if (r.status !== 401 || identified) return r;
+        // the kept token is refused (revoked at the visitor's erasure): from now on a new anonymous visitor
+        who = mint(null).then(function (fresh) { visitor = fresh; return fresh; });
+        return who.then(function (fresh) { return fetch(wsUrl + "/experiments/assignments", { headers: authorized(fresh) }); });
+      })
       .then(function (r) { return r.ok ? r.json() : { assignments: [] }; })
       .then(function (body) { return (body && body.assignments) || []; });
   }).catch(function () { return []; });

@@ -3,18 +3,17 @@
 from __future__ import annotations
 
 import os
-import re
 from functools import lru_cache
 from typing import Annotated, Any, Literal
 
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, CORSConfig, Response
 from aws_lambda_powertools.event_handler.exceptions import NotFoundError
 from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
-from aws_lambda_powertools.event_handler.openapi.params import Query
+from aws_lambda_powertools.event_handler.openapi.params import Path, Query
 from pydantic import BaseModel, Field, StrictBool, StringConstraints
 
 from kefu import attachments, audit, experiments, schema, step_up, tokens, wiring
-from kefu.errors import Conflict, ConversationClosed, Forbidden, InvalidRequest, KefuError, NotFound, Unauthorized
+from kefu.errors import Busy, Conflict, ConversationClosed, Forbidden, InvalidRequest, KefuError, NotFound, Unauthorized
 from kefu.knowledge import MAX_IMPORT_LINES, parse_article, parse_jsonl
 from kefu.models import Agent, Principal, now_iso
 from kefu.routing import RoutingSettings
@@ -24,12 +23,14 @@ _origins = [o.strip() for o in os.environ.get(schema.ENV_CORS_ORIGINS, "*").spli
 # responses carry the CORS headers (the preflight is answered by API Gateway, or here on the local stack)
 app = APIGatewayRestResolver(enable_validation=True, cors=CORSConfig(
     allow_origin=_origins[0], extra_origins=_origins[1:], max_age=3600,
-    allow_headers=["Content-Type", "Authorization", "X-Api-Key", "Idempotency-Key", "X-Kefu-Step-Up"]))
+    allow_headers=["Content-Type", "Authorization", "X-Api-Key", "Idempotency-Key", "X-Kefu-Step-Up"],
+    expose_headers=["Retry-After"]))  # not CORS-safelisted: the console reads it on a 429
 store = wiring.store()
 
 STATUS = {"unauthorized": 401, "forbidden": 403, "not_found": 404, "conflict": 409, "invalid_request": 422,
           "conversation_closed": 409,
-          "step_up_required": 403, "rate_limited": 429}  # issue 8: step-up (kefu.step_up)
+          "step_up_required": 403, "rate_limited": 429,  # issue 8: step-up (kefu.step_up)
+          "busy": 503}  # retryable: nothing was stored (e.g. personal data could not be sealed just now)
 RANK = {"agent": 0, "supervisor": 1, "admin": 2}
 MAX_CAPACITY = 50  # concurrent conversations; more is a typo, not a workload
 
@@ -53,15 +54,13 @@ def health() -> dict:
     return {"status": "ok"}
 
 
-_ANONYMOUS_ID = re.compile(r"^v_[0-9a-f]{8,40}$")  # the customer ids tokens.issue gives anonymous visitors
-
-
 @app.post("/workspaces/<workspace>/visitor-tokens")
 def visitor_token(workspace: str, body: VisitorTokenRequest) -> VisitorToken:
     """An anonymous visitor token for the web widget: a fresh customer id in this workspace. With
     `Authorization: Bearer` an anonymous, unnamed visitor token of this workspace (the one the widget got on
     the host page, for the visitor's experiment variants), the new token keeps its customer id: the visitor
-    names themself (or renews the token) and stays the same visitor."""
+    names themself (or renews the token) and stays the same visitor. A token of a customer erased since it was
+    issued (DELETE /workspaces/{ws}/customers/{id}) is refused (401) and renews nothing."""
     if not tokens.WORKSPACE_RE.match(workspace) or not store.workspace_exists(workspace):
         raise NotFound("no such workspace")
     subject = None
@@ -69,7 +68,7 @@ def visitor_token(workspace: str, body: VisitorTokenRequest) -> VisitorToken:
         held = _caller()
         if held.workspace != workspace or held.role != "customer":
             raise Forbidden("a visitor token of this workspace keeps its customer id")
-        if held.name or held.tags or not _ANONYMOUS_ID.match(held.id):
+        if not held.anonymous_visitor:
             raise Forbidden("only an anonymous, unnamed visitor token keeps its customer id")
         subject = held.id
     token = tokens.issue(wiring.signing_key(), kind="visitor", workspace=workspace, subject=subject, name=body.name)
@@ -87,6 +86,45 @@ def messages(
     workspace's supervisors."""
     conversation = _participant_conversation(conversation_id, supervisors_read=True)
     return _messages_page(conversation.workspace, conversation_id, afterSeq, limit)
+
+
+class OriginalMessage(BaseModel):
+    conversationId: str
+    seq: int
+    text: str = Field(description="the message as the customer wrote it, personal data included")
+    masked: bool = Field(description="whether it was stored masked (false: text is the stored text)")
+
+
+@app.get("/conversations/<conversation_id>/messages/<seq>/original")
+def original_message(conversation_id: str, seq: Annotated[int, Path(ge=1)]) -> OriginalMessage:
+    """The original of a message stored with personal data masked (workspaces with maskPii, kefu.pii): for staff
+    of at least the workspace's piiRevealRole (supervisors and admins by default; with "agent", also the
+    conversation's agent). Every reveal, and every refused one, goes into the audit log."""
+    from kefu import pii
+    from kefu.privacy import PrivacySettings
+
+    conversation = _participant_conversation(conversation_id, supervisors_read=True)  # 404 for everyone else
+    who = _caller()
+    if who.role != "agent":
+        raise Forbidden("originals of masked messages are for staff")
+    agent = store.get_agent(who.workspace, who.id)
+    if agent is None:
+        raise Unauthorized("unknown agent")
+    message = store.get_message(who.workspace, conversation_id, seq)
+    if message is None:
+        raise NotFound("no such message")
+    settings = PrivacySettings.parse(store.privacy_settings(who.workspace))
+    if not settings.may_reveal(agent.role, assigned=conversation.agent_id == agent.id):
+        _audit(who.workspace, "pii.reveal", conversation_id, by=agent, outcome="refused", seq=seq)
+        raise Forbidden(f"seeing masked personal data needs the {settings.pii_reveal_role} role in this workspace")
+    try:
+        text = pii.reveal(wiring.pii_vault(), who.workspace, conversation_id, message.text, message.pii)
+    except Exception as error:  # KMS unavailable or a damaged record: say so, show nothing
+        logger.warning("revealing a masked message failed: %s", type(error).__name__)
+        raise Busy("the original could not be opened just now; try again") from None
+    if message.pii:
+        _audit(who.workspace, "pii.reveal", conversation_id, by=agent, seq=seq)
+    return OriginalMessage(conversationId=conversation_id, seq=seq, text=text, masked=bool(message.pii))
 
 
 # ---------------------------------------------------------------- attachments (participants of the conversation)
@@ -1304,9 +1342,17 @@ def _customer_profile(workspace: str, customer_id: str) -> dict:
 class PrivacySettingsBody(BaseModel):
     retentionDays: int = Field(default=365, ge=1, le=1830, description="conversations and their messages, "
                                "votes and ratings expire this many days after they were written (a conversation "
-                               "after its last message or its close); new items only")
+                               "after its last message or its close); new items only. Tickets expire this many "
+                               "days after they are resolved or closed (never while open), business events after "
+                               "they are stored (at most 400 days)")
     anonymous: StrictBool = Field(default=False, description="anonymous consultation: new conversations store no "
                                   "name or tags of the customer (only the random customer id)")
+    maskPii: StrictBool = Field(default=False, description="customers' messages in new conversations are stored "
+                                "with personal data masked (mobile and international phone numbers, ID and bank card "
+                                "numbers, e-mail addresses: 138****5678); the originals are sealed with the PII key")
+    piiRevealRole: Literal["agent", "supervisor", "admin"] = Field(
+        default="supervisor", description="who may see a masked message's original (GET /conversations/{id}/"
+        "messages/{seq}/original, audited): this role and above; \"agent\": the conversation's own agent too")
 
 
 @app.get("/workspaces/<workspace>/privacy")
@@ -1350,7 +1396,8 @@ def delete_customer(workspace: str, customer_id: str) -> dict:
     """Delete everything kefu holds about one customer of this workspace (admins; PIPL / GDPR erasure). Open
     conversations are closed first (the agent is told) and the customer's sockets dropped. Idempotent: a customer
     with nothing left gives zero counts. If a part fails, 409 `deletion_incomplete` names what remains; send the
-    same request again."""
+    same request again. The customer's tokens issued until the erasure are refused from then on (401), at the
+    WebSocket's $connect and here; a token issued afterwards is a new start."""
     admin = _staff(workspace, "admin")
     _require_step_up(workspace, admin)  # erasing a customer cannot be undone: a fresh verification first
     if not tokens.ID_RE.match(customer_id):
@@ -1372,9 +1419,9 @@ def delete_customer(workspace: str, customer_id: str) -> dict:
 def _customer_ref(workspace: str, customer_id: str) -> str:
     """How the audit log names a customer: a digest (an auditor holding the id can check it), never the id,
     which erasure must not leave behind."""
-    import hashlib
+    from kefu.privacy import customer_digest
 
-    return "customer:" + hashlib.sha256(f"{workspace}\n{customer_id}".encode()).hexdigest()[:32]
+    return "customer:" + customer_digest(workspace, customer_id)
 
 
 @lru_cache(maxsize=1)
@@ -1405,7 +1452,13 @@ def _privacy():
                                                       attachments.disposition(name, kind.content_type),
                                                       attachments.DOWNLOAD_TTL_S)
 
-    return PrivacyService(data, close=close, disconnect=data.disconnect, knowledge=wiring.knowledge_store(), link=link)
+    def unmask(workspace: str, conversation_id: str, text: str, record: dict) -> str:
+        from kefu import pii
+
+        return pii.reveal(wiring.pii_vault(), workspace, conversation_id, text, record)
+
+    return PrivacyService(data, close=close, disconnect=data.disconnect, knowledge=wiring.knowledge_store(), link=link,
+                          unmask=unmask, revoke=store.record_erasure)
 
 
 def _conversation_summary(conversation) -> dict:
@@ -1467,7 +1520,13 @@ def _caller():
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token:
         raise Unauthorized("send Authorization: Bearer <token>")
-    return tokens.verify(wiring.signing_key(), token)
+    who = tokens.verify(wiring.signing_key(), token)
+    if who.role == "customer":  # a token of a customer erased since it was issued (kefu.privacy) opens nothing
+        from kefu.privacy import token_revoked
+
+        if token_revoked(who.issued_at, store.erased_at(who.workspace, who.id)):
+            raise Unauthorized("token revoked")
+    return who
 
 
 # ---------------------------------------------------------------- A/B experiments and conversions (issue 7)
@@ -1647,7 +1706,7 @@ def _business_event(workspace: str, customer_id: str, body: BusinessEventIn) -> 
     event = {"eventId": body.eventId, "type": body.type, "value": round(body.value, 6), "currency": body.currency,
              "at": at, "customerId": customer_id, "conversationId": credited}
     store_ = _experiment_store()
-    if not store_.record_event(workspace, customer_id, event):
+    if not store_.record_event(workspace, customer_id, event, retention_days=wiring.retention_days(workspace)):
         return {"eventId": body.eventId, "duplicate": True, "conversationId": None, "experiments": []}
     counted = store_.record_conversions(store_.list(workspace), customer_id, body.eventId, at)
     return {"eventId": body.eventId, "duplicate": False, "conversationId": credited, "experiments": counted}
@@ -1820,7 +1879,19 @@ def audit_log(
 
 @app.exception_handler(KefuError)
 def domain_error(error: KefuError) -> Response[dict]:
-    return _error(STATUS.get(error.code, 400), error.code, error.message, error.details)
+    response = _error(STATUS.get(error.code, 400), error.code, error.message, error.details)
+    if response.status_code == 429:  # every 429 of the API says when to retry (RFC 9110: whole seconds)
+        response.headers["Retry-After"] = str(_retry_after_s(getattr(error, "retry_after", None)))
+    return response
+
+
+def _retry_after_s(seconds) -> int:
+    import math
+
+    try:
+        return max(1, math.ceil(float(seconds)))
+    except (TypeError, ValueError, OverflowError):
+        return 1
 
 
 @app.exception_handler(RequestValidationError)

@@ -1,6 +1,8 @@
 """Reacts to ticket changes (the Tickets stream): starts an escalation run for each new SLA deadline of
 an open or pending ticket and stops the previous run when the ticket is resolved, closed or gets a new
-deadline. Runs are named by ticket and deadline, so redelivered records change nothing."""
+deadline. Runs are named by ticket and deadline, so redelivered records change nothing. Keeps the TTL of a
+finished ticket's comments equal to the ticket's (kefu.retention): after every change of a resolved or closed
+ticket (a comment written meanwhile included) and when it is reopened."""
 
 from __future__ import annotations
 
@@ -19,7 +21,7 @@ metrics_out = Metrics(namespace=analytics.EMF_NAMESPACE)  # CloudWatch EMF: SLA 
 @logger.inject_lambda_context(clear_state=True)  # no keys from the previous invocation
 @event_source(data_class=DynamoDBStreamEvent)
 def handler(event: DynamoDBStreamEvent, context):
-    started = stopped = 0
+    started = stopped = expired = 0
     breaches = 0
     source = None
     for record in event.records:
@@ -44,10 +46,12 @@ def handler(event: DynamoDBStreamEvent, context):
         if start:
             payload = escalation_input(new, wiring.tickets().settings(new.workspace))
             started += wiring.escalations().start(start, payload)
+        if new is not None and (new.expires_at is not None or (old is not None and old.expires_at is not None)):
+            expired += wiring.ticket_store().expire_comments(new.workspace, new.id, new.expires_at)
     if breaches:
         metrics_out.add_metric(name=analytics.EMF_SLA_BREACHES, unit="Count", value=breaches)
         metrics_out.flush_metrics()
         metrics_out.clear_metrics()  # flush keeps them when metrics are disabled (the local stack)
     if started or stopped:
         logger.info("escalation runs", extra={"started": started, "stopped": stopped})
-    return {"started": started, "stopped": stopped}
+    return {"started": started, "stopped": stopped, "commentsExpiring": expired}

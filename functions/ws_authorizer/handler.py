@@ -8,6 +8,7 @@ from kefu import tokens, wiring
 from kefu.errors import Unauthorized
 from kefu.identity import authorizer_context
 from kefu.logs import logger
+from kefu.privacy import token_revoked
 
 store = wiring.store()
 
@@ -20,9 +21,15 @@ def handler(event, context):
     except Unauthorized as error:
         logger.info("connection refused", extra={"reason": error.message})
         raise Exception("Unauthorized") from None  # API Gateway answers 401
-    if who.role == "customer" and not store.workspace_exists(who.workspace):
-        logger.info("connection refused", extra={"reason": "unknown workspace"})
-        return _policy(f"{who.workspace}#customer#{who.id}", "Deny", event["methodArn"], {})
+    if who.role == "customer":
+        # one read for both: the workspace, and the customer's erasure (kefu.privacy: their older tokens are refused)
+        exists, erased_at = store.visitor_standing(who.workspace, who.id)
+        if not exists:
+            logger.info("connection refused", extra={"reason": "unknown workspace"})
+            return _policy(f"{who.workspace}#customer#{who.id}", "Deny", event["methodArn"], {})
+        if token_revoked(who.issued_at, erased_at):
+            logger.info("connection refused", extra={"reason": "token revoked"})
+            raise Exception("Unauthorized")  # 401, as for an expired token: the client needs a new one
     if who.role == "agent":
         agent = store.get_agent(who.workspace, who.id)
         if agent is None:

@@ -2,7 +2,8 @@
 needs an `x-api-key` that is an enabled key of the integrators' usage plan (kept in moto's API
 Gateway, where the api function creates them); otherwise 403 {"message": "Forbidden"}, as on AWS.
 A key that passes is passed on as requestContext.identity.apiKey / apiKeyId. Usage plan
-throttling and quotas are not emulated."""
+throttling and quotas are not emulated (on AWS their 429s come without Retry-After, unlike the api function's
+own 429s: see docs/protocol.md, Errors)."""
 
 from __future__ import annotations
 

@@ -50,6 +50,8 @@ def main(argv: list[str] | None = None) -> int:
     messages = benches.add_parser("messages", help="message path latency, requests, CPU, cold imports, cost")
     messages.add_argument("--conversations", type=int, default=20)
     messages.add_argument("--messages", type=int, default=20, help="customer messages per conversation")
+    pii_bench = benches.add_parser("pii", help="what masking personal data in stored messages costs (latency ratios)")
+    pii_bench.add_argument("--messages", type=int, default=200, help="customer messages per mode")
     routing = benches.add_parser("routing", help="simultaneous route requests, random closes, queue and wait estimate")
     routing.add_argument("--agents", type=int, default=20)
     routing.add_argument("--conversations", type=int, default=500)
@@ -148,6 +150,13 @@ def main(argv: list[str] | None = None) -> int:
                                      ramp_s=args.ramp, kill_every_s=args.kill_every, seed=args.seed)
         print(json.dumps(report, indent=2, ensure_ascii=False))
         return 0 if report["lost"] == report["duplicated"] == report["out_of_order"] == 0 else 1
+    if args.command == "bench" and args.bench == "pii":
+        from kefu_bench import pii as bench_pii
+
+        with _stdout_to_stderr():
+            report = bench_pii.run(messages=args.messages)
+        print(json.dumps(report, indent=2, ensure_ascii=False))
+        return 0
     if args.command == "bench" and args.bench == "fuzz":
         from kefu_bench import fuzz as bench_fuzz
 

@@ -27,6 +27,17 @@ ERRORS = {
     "422": "The request is well-formed but its content is refused",
     "429": "Too many requests: the stage's or the API key's throttling, or too many failed step-up codes; retry later",
 }
+# on the 429s the api function returns itself (error code rate_limited); API Gateway's own throttling and quota
+# 429s ({"message": "Too Many Requests"} / "Limit Exceeded") come without it, as on AWS
+RETRY_AFTER = {
+    "Retry-After": {
+        "description": "Whole seconds to wait before retrying (at least 1). Sent with the API's own 429s "
+                       "(`rate_limited`, e.g. the step-up lock-out); API Gateway's throttling 429s have none: "
+                       "back off and retry.",
+        "required": False,
+        "schema": {"type": "integer", "minimum": 1},
+    },
+}
 ERROR_SCHEMA = {
     "type": "object",
     "required": ["error"],
@@ -88,6 +99,8 @@ def build() -> dict:
             for status, description in ERRORS.items():
                 responses[status] = {"description": description, "content": {
                     "application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
+                if status == "429":
+                    responses[status]["headers"] = RETRY_AFTER
     return document
 
 

@@ -75,6 +75,57 @@ def install_request_counter() -> None:
     _counting_installed = True
 
 
+class _PerThread:
+    """A data descriptor whose value is per thread (AttributeError in a thread that never set it)."""
+
+    def __init__(self, name: str, values: threading.local):
+        self.name, self.values = name, values
+
+    def __get__(self, obj, owner=None):
+        try:
+            return getattr(self.values, self.name)
+        except AttributeError:
+            raise AttributeError(self.name) from None
+
+    def __set__(self, obj, value) -> None:
+        setattr(self.values, self.name, value)
+
+    def __delete__(self, obj) -> None:
+        self.values.__dict__.pop(self.name, None)
+
+
+def isolate_powertools_requests() -> None:
+    """Make Powertools' per-request router state per thread, in this process only.
+
+    Powertools' REST resolver keeps the request on its *class*: resolve() does `BaseRouter.current_event = ...`
+    and `BaseRouter.lambda_context = ...`, and every route reads it back through `app.current_event`. On Lambda
+    that is safe (one invocation per process at a time), and the deployed code stays as it is. Here every
+    function instance runs in a thread of one process sharing one imported Powertools, so two concurrent REST
+    requests (two api instances) would read each other's event: a request answered with another's route, body
+    or Authorization. An invocation runs start to end in one thread (LambdaRuntime.invoke), so per-thread
+    storage gives each the isolation of its own process. `BaseRouter.current_event = x` is an assignment on
+    the class, which only a data descriptor of its metaclass intercepts; reads and writes through instances
+    (`app.current_event`, Router's delegating setters) find the same descriptor in BaseRouter's own dict. The
+    routing context (`app.context`, append_context) is an instance attribute: each instance's own already."""
+    try:
+        from aws_lambda_powertools.event_handler import api_gateway
+    except ImportError:  # no Powertools, nothing shared
+        return
+    router = api_gateway.BaseRouter
+    if getattr(type(router), "_kefu_per_thread", False):
+        return
+    values = threading.local()
+    names = ("current_event", "lambda_context")
+    descriptors = {name: _PerThread(name, values) for name in names}
+    metaclass = type(router)
+    per_thread_meta = type(f"PerThread{metaclass.__name__}", (metaclass,), {"_kefu_per_thread": True, **descriptors})
+    for name in names:
+        if name in router.__dict__:  # a value left by an earlier resolve in this process
+            setattr(values, name, router.__dict__[name])
+        setattr(router, name, descriptors[name])  # before the metaclass changes: stored in the class dict
+    router.__class__ = per_thread_meta
+
+
 class HandlerError(Exception):
     pass
 
@@ -82,10 +133,12 @@ class HandlerError(Exception):
 class LambdaRuntime:
     """Like Lambda, a function's instance ("container") serves one invocation at a time: concurrent
     invocations get other instances, created on demand (each a fresh import of the handler module, i.e. a
-    cold start) and reused afterwards. Handlers may therefore keep per-request state at module level, as
-    Powertools' resolver does (app.current_event), without one request seeing another's."""
+    cold start) and reused afterwards. Handlers may therefore keep per-request state at module level without
+    one request seeing another's. State kept in a shared library's class (Powertools' BaseRouter.current_event)
+    is made per thread by isolate_powertools_requests."""
 
     def __init__(self, functions_dir: Path):
+        isolate_powertools_requests()  # instances are threads of one process, not processes (see there)
         self.functions_dir = functions_dir
         self._idle: dict[str, list[ModuleType]] = {}
         self._instances: dict[str, int] = {}

@@ -107,6 +107,10 @@ class LocalStack:
         create_tables(dynamodb)
         secrets = self.client("secretsmanager")
         secrets.create_secret(Name=schema.LOCAL_JWT_SECRET_NAME, SecretString=config.signing_key())
+        kms = self.client("kms")  # the PII key (kefu.pii): a symmetric key as on AWS, found by its alias
+        kms.create_alias(AliasName=schema.LOCAL_PII_KEY_ALIAS, TargetKeyId=kms.create_key(
+            Description="kefu local: personal data masked out of stored messages")["KeyMetadata"]["KeyId"])
+        os.environ[schema.ENV_PII_KEY_ID] = schema.LOCAL_PII_KEY_ALIAS
         create_buckets(self.client("s3"), [self.base_url, f"http://localhost:{self.port}"])
         sqs = self.client("sqs")
         self.queue_urls = create_queues(sqs)

@@ -108,6 +108,14 @@ def reader(p: str):
     return 401 if p in NO_BEARER else 404
 
 
+def revealer(p: str):
+    """Originals of masked messages (kefu.pii): readers of the conversation of at least the workspace's
+    piiRevealRole (supervisor by default); its customer and its plain agent are refused, the rest never see it."""
+    if p in ("customer", "agent"):
+        return 403
+    return reader(p)
+
+
 def visitor(p: str):
     """The widget: a visitor token of this workspace."""
     if p in CUSTOMERS:
@@ -220,6 +228,7 @@ REST: dict[tuple[str, str], Rest] = {
     ("PUT", f"{W}/customer-quick-replies"): Rest(staff("admin"), body={"items": []}),
     # a conversation's participants (its supervisors read)
     ("GET", "/conversations/{conversation_id}/messages"): Rest(reader),
+    ("GET", "/conversations/{conversation_id}/messages/{seq}/original"): Rest(revealer, path={"seq": "1"}),
     ("POST", "/conversations/{conversation_id}/attachments"): Rest(
         participant, body={"name": "a.png", "contentType": "image/png", "size": 100}),
     ("GET", "/conversations/{conversation_id}/attachments/download"): Rest(

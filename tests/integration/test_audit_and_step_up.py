@@ -144,6 +144,13 @@ def test_wrong_codes_are_rate_limited(api):
             403, "step_up_required")
     locked = api.step_up("ag", secret)  # even the right code, until the window ends
     assert _error(locked) == (429, "rate_limited")
+    # the 429 says when to retry: whole seconds, at least 1, at most until the 5-minute window ends
+    retry_after = locked.headers.get("Retry-After", "")
+    assert retry_after.isdigit() and 1 <= int(retry_after) <= step_up.FAILURE_WINDOW_S, locked.headers
+    from_console = api.call("POST", "/workspaces/{ws}/step-up", "ag", json={"code": step_up.totp(secret)},
+                            headers={"Origin": api.stack.base_url})
+    assert _error(from_console) == (429, "rate_limited") and from_console.headers["Retry-After"].isdigit()
+    assert "Retry-After" in from_console.headers["Access-Control-Expose-Headers"]  # a page may read it (CORS)
     # another agent is not locked
     assert api.step_up("ag2", api.enrol("ag2")).status_code == 200
     actions = [e["action"] for e in api.audit(actor="ag").json()["items"]]

@@ -18,7 +18,7 @@ import pytest
 import requests
 from kefu import schema
 from kefu.adapters.search_index import client as search_client
-from websockets.exceptions import ConnectionClosed
+from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from .conftest import wait_for
 from .test_attachments import attach, send
@@ -164,7 +164,16 @@ def test_export_then_delete_a_customer_end_to_end(shop, world_factory, stack):
         data["socket"].expect(type="never", timeout=5)
 
     # ---- nothing readable through REST or WebSocket
-    token = data["token"]
+    # the customer's token is revoked (tests/integration/test_visitor_privacy.py): refused at $connect and by REST;
+    # a token issued after the erasure is a new start, and finds nothing of the old conversations
+    old_token = data["token"]
+    with pytest.raises(InvalidStatus) as refused:
+        world.connect(old_token)
+    assert refused.value.response.status_code == 401
+    assert requests.get(f"{stack.api_url}/conversations/{data['c1']}/messages", headers=_h(old_token),
+                        timeout=10).status_code == 401
+    time.sleep(1.05)  # tokens carry whole seconds: one of the erasure's second is refused too
+    token = world.token("visitor", customer_id, name="Privacy Person")
     # (the profile, GET /customers/{id}, needs a step-up: it reads the same conversations and tickets as the export)
     for path in (f"/customers/{customer_id}/export", f"/tickets/{data['ticket']}"):
         assert requests.get(_api(world, path), headers=_adm(world), timeout=10).status_code == 404, path
@@ -235,8 +244,8 @@ def _items_of(stack, workspace: str, conversation_id: str) -> list[dict]:
 def test_retention_sets_the_ttl_of_new_conversation_items(shop, stack):
     world = shop
     admin = _adm(world)
-    assert requests.get(_api(world, "/privacy"), headers=admin, timeout=10).json() == {"retentionDays": 365,
-                                                                                        "anonymous": False}
+    assert requests.get(_api(world, "/privacy"), headers=admin, timeout=10).json() == {
+        "retentionDays": 365, "anonymous": False, "maskPii": False, "piiRevealRole": "supervisor"}
     assert requests.put(_api(world, "/privacy"), headers=admin, json={"retentionDays": 0}, timeout=10).status_code == 422
     put = requests.put(_api(world, "/privacy"), headers=admin, json={"retentionDays": 30}, timeout=10)
     assert put.status_code == 200 and put.json()["retentionDays"] == 30

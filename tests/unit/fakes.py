@@ -313,7 +313,7 @@ class MemoryTicketStore:
     """kefu.tickets.TicketStore in memory: the same version and status conditions as DynamoDB."""
 
     FIELDS = {"assignee_id", "assignee_name", "group", "subject", "description", "priority", "status", "deadline",
-              "conversations"}
+              "conversations", "expires_at"}
 
     def __init__(self) -> None:
         self.tickets: dict[tuple[str, str], Ticket] = {}

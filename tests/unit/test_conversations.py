@@ -242,3 +242,61 @@ def test_inbox_lists_open_conversations(world):
     assert mine[0]["customer"]["name"] == "Zhang" and mine[0]["lastSeq"] == 2
     assert service.inbox(CUSTOMER)["conversations"][0]["conversationId"] == conversation_id
     assert service.inbox(BOB)["conversations"] == [] and service.inbox(OTHER_CUSTOMER)["conversations"] == []
+
+
+# ---------------------------------------------------------------- personal data masked in stored text (kefu.pii)
+
+
+class ListVault:
+    def __init__(self, fail: bool = False):
+        self.fail, self.sealed = fail, []
+
+    def seal(self, workspace, conversation_id, values):
+        if self.fail:
+            raise ConnectionError("kms unavailable")
+        self.sealed.append((workspace, conversation_id, values))
+        return f"sealed-{len(self.sealed)}"
+
+    def open(self, workspace, conversation_id, sealed):
+        return self.sealed[int(sealed.rsplit("-", 1)[1]) - 1][2]
+
+
+def masked_world(world, vault):
+    store, notifier, _ = world
+    delivery = Delivery(store, notifier, threads=1)
+    service = ConversationService(store, delivery, Router(store, delivery, FakeTimers()), vault=vault)
+    conversation_id = open_with_alice(service)
+    store.conversations[("demo", conversation_id)].mask_pii = True  # as the workspace's maskPii sets it at open
+    return store, notifier, service, conversation_id
+
+
+def test_a_customers_personal_data_is_stored_masked_and_sealed(world):
+    from kefu import pii
+
+    vault = ListVault()
+    store, notifier, service, conversation_id = masked_world(world, vault)
+    ack = service.send_message(CUSTOMER, "c1", msg("call 13812345678", "m2", conversation_id))
+    stored = store.messages[("demo", conversation_id)][ack["seq"]]
+    assert stored.text == "call 138****5678" and stored.pii["sealed"] == "sealed-1"
+    assert vault.sealed == [("demo", conversation_id, ["13812345678"])]
+    pushed = notifier.frames("a1", "message")[-1]
+    assert pushed["text"] == "call 138****5678" and pushed["masked"] is True and "pii" not in pushed
+    assert pii.reveal(vault, "demo", conversation_id, stored.text, stored.pii) == "call 13812345678"
+    # text without personal data: no record, no KMS call; staff messages are stored as written
+    plain = service.send_message(CUSTOMER, "c1", msg("thanks", "m3", conversation_id))
+    reply = service.send_message(ALICE, "a1", msg("call us on 13912345678", "r1", conversation_id))
+    assert store.messages[("demo", conversation_id)][plain["seq"]].pii is None
+    assert store.messages[("demo", conversation_id)][reply["seq"]].text == "call us on 13912345678"
+    assert len(vault.sealed) == 1
+
+
+@pytest.mark.parametrize("vault", [None, ListVault(fail=True)], ids=["no vault", "kms failing"])
+def test_a_message_that_cannot_be_sealed_is_refused_not_stored(world, vault):
+    from kefu.errors import Busy
+
+    store, _, service, conversation_id = masked_world(world, vault)
+    before = dict(store.messages[("demo", conversation_id)])
+    with pytest.raises(Busy) as refused:
+        service.send_message(CUSTOMER, "c1", msg("card 4111 1111 1111 1111", "m2", conversation_id))
+    assert refused.value.client_message_id == "m2"
+    assert store.messages[("demo", conversation_id)] == before

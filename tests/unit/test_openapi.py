@@ -32,3 +32,14 @@ def test_every_route_has_its_security_and_the_error_shape():
                 assert operation["responses"][status]["content"]["application/json"]["schema"] == {
                     "$ref": "#/components/schemas/Error"}, (path, method)
     assert "HTTPValidationError" not in document["components"]["schemas"]  # ours is the only error shape
+
+
+def test_every_429_documents_retry_after():
+    """The API's own 429s (rate_limited) carry Retry-After; API Gateway's throttling 429s do not, so optional."""
+    document = json.loads(openapi.render())
+    for path, operations in document["paths"].items():
+        for method, operation in operations.items():
+            too_many = operation["responses"]["429"]
+            assert too_many["headers"]["Retry-After"]["schema"] == {"type": "integer", "minimum": 1}, (path, method)
+            assert too_many["headers"]["Retry-After"]["required"] is False
+            assert too_many["content"]["application/json"]["schema"] == {"$ref": "#/components/schemas/Error"}

@@ -269,3 +269,57 @@ def test_future_dates_are_not_birth_dates():
     assert not pii.is_id_number(make_id("110105", tomorrow, "001"))
     assert pii.is_id_number(make_id("110105", date.today(), "001"))
     assert not pii.is_id_number(make_id("110105", date(1899, 12, 31), "001"))
+
+
+# stored text: redact, restore, reveal ---------------------------------------------------------------
+class DictVault:
+    """A PiiVault that keeps sealed values in memory, bound to (workspace, conversation) like KMS's context."""
+
+    def __init__(self):
+        self.sealed: dict[str, tuple[str, str, list[str]]] = {}
+
+    def seal(self, workspace, conversation_id, values):
+        key = f"s{len(self.sealed)}"
+        self.sealed[key] = (workspace, conversation_id, list(values))
+        return key
+
+    def open(self, workspace, conversation_id, sealed):
+        ws, conversation, values = self.sealed[sealed]
+        if (ws, conversation) != (workspace, conversation_id):
+            raise PermissionError("encryption context mismatch")
+        return values
+
+
+@fast
+@given(st.lists(st.one_of(ids, cards, mobiles, no_pii_text), max_size=6))
+def test_redact_masks_like_mask_and_restores_exactly(parts):
+    text = " ".join(parts)
+    redaction = pii.redact(text)
+    assert pii.mask(redaction.text) == pii.mask(text)
+    assert len(redaction.spans) == len(redaction.values) == len(pii.find(text))
+    assert pii.restore(redaction.text, redaction.spans, redaction.values) == text
+    for (start, end), value in zip(redaction.spans, redaction.values):
+        assert redaction.text[start:end] != value and value in text
+
+
+def test_restore_refuses_records_that_do_not_fit():
+    redaction = pii.redact("call 13812345678 or 13912345678")
+    assert redaction.text == "call 138****5678 or 139****5678"
+    assert pii.restore(redaction.text, redaction.spans, redaction.values) == "call 13812345678 or 13912345678"
+    assert pii.restore(redaction.text, redaction.spans, redaction.values[:1]) is None
+    assert pii.restore(redaction.text, [[0, 999]], ["x"]) is None
+    assert pii.restore(redaction.text, list(reversed(redaction.spans)), redaction.values) is None
+    assert pii.restore(redaction.text, [["a", "b"]], ["x"]) is None
+    assert pii.redact("no personal data") == ("no personal data", [], [])
+
+
+def test_reveal_opens_only_with_the_same_workspace_and_conversation():
+    vault = DictVault()
+    redaction = pii.redact("my card 4111 1111 1111 1111")
+    record = {"spans": [list(s) for s in redaction.spans], "sealed": vault.seal("ws", "c1", redaction.values)}
+    assert pii.reveal(vault, "ws", "c1", redaction.text, record) == "my card 4111 1111 1111 1111"
+    assert pii.reveal(vault, "ws", "c1", "stored as written", None) == "stored as written"
+    with pytest.raises(PermissionError):
+        pii.reveal(vault, "ws", "c2", redaction.text, record)
+    with pytest.raises(ValueError):
+        pii.reveal(vault, "ws", "c1", "shorter", record)

@@ -103,15 +103,27 @@ class FakeData:
 
 
 def test_settings_default_validate_and_parse_leniently():
-    assert PrivacySettings.parse(None).public() == {"retentionDays": 365, "anonymous": False}
-    assert PrivacySettings.parse({"retentionDays": "x", "anonymous": "yes"}).public() == {"retentionDays": 365,
-                                                                                         "anonymous": False}
-    assert PrivacySettings.validate({"retentionDays": 30, "anonymous": True}).public() == {"retentionDays": 30,
-                                                                                          "anonymous": True}
+    defaults = {"retentionDays": 365, "anonymous": False, "maskPii": False, "piiRevealRole": "supervisor"}
+    assert PrivacySettings.parse(None).public() == defaults
+    assert PrivacySettings.parse({"retentionDays": "x", "anonymous": "yes", "maskPii": 1,
+                                  "piiRevealRole": "owner"}).public() == defaults
+    assert PrivacySettings.validate({"retentionDays": 30, "anonymous": True}).public() == {
+        **defaults, "retentionDays": 30, "anonymous": True}
+    assert PrivacySettings.validate({"maskPii": True, "piiRevealRole": "admin"}).public() == {
+        **defaults, "maskPii": True, "piiRevealRole": "admin"}
     for bad in ({"retentionDays": 0}, {"retentionDays": 10_000}, {"retentionDays": True}, {"anonymous": 1},
-                {"other": 1}):
+                {"other": 1}, {"maskPii": "yes"}, {"piiRevealRole": "owner"}, {"piiRevealRole": None}):
         with pytest.raises(InvalidRequest):
             PrivacySettings.validate(bad)
+
+
+@pytest.mark.parametrize("reveal_role, role, assigned, allowed", [
+    ("supervisor", "agent", True, False), ("supervisor", "supervisor", False, True), ("supervisor", "admin", False, True),
+    ("agent", "agent", True, True), ("agent", "agent", False, False), ("agent", "supervisor", False, True),
+    ("admin", "supervisor", True, False), ("admin", "agent", True, False), ("admin", "admin", False, True),
+])
+def test_who_may_see_masked_originals(reveal_role, role, assigned, allowed):
+    assert PrivacySettings(pii_reveal_role=reveal_role).may_reveal(role, assigned=assigned) is allowed
 
 
 def test_export_holds_everything_and_nothing_means_none():
@@ -125,6 +137,27 @@ def test_export_holds_everything_and_nothing_means_none():
     assert out["tickets"][0]["ticketId"] == "t1" and out["tickets"][0]["comments"][0]["text"] == "called"
     assert out["businessEvents"] == [{"eventId": "e1"}]
     assert PrivacyService(data).export(WS, "nobody") is None
+
+
+def test_export_gives_masked_messages_back_as_written():
+    import json
+
+    from kefu import pii
+
+    data = FakeData()
+    redaction = pii.redact("call me on 13812345678")
+    item = next(v for (p, k), v in data.tables["conv"].items() if k.startswith("MSG#"))
+    item.update(text=redaction.text, pii=json.dumps({"spans": [list(s) for s in redaction.spans], "sealed": "k"}))
+    opened = []
+
+    def unmask(ws, conversation_id, text, record):
+        opened.append((ws, conversation_id, record["sealed"]))
+        return pii.restore(text, record["spans"], redaction.values)
+
+    out = PrivacyService(data, unmask=unmask).export(WS, CUST)
+    assert [m["text"] for m in out["conversations"][0]["messages"]] == ["call me on 13812345678"]
+    assert opened == [(WS, "c1", "k")]
+    assert PrivacyService(data).export(WS, CUST)["conversations"][0]["messages"][0]["text"] == redaction.text
 
 
 def test_delete_removes_everything_meta_last_and_is_idempotent():

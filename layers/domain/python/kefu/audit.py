@@ -21,7 +21,7 @@ agent.role_change, api_key.issue / api_key.revoke, webhook.subscribe / webhook.u
 webhook.rotate_secret, experiment.create / experiment.start / experiment.stop / experiment.roll_out,
 settings.routing / settings.bot / settings.survey / settings.proactive / settings.quick_replies / settings.tickets /
 settings.channel, kb.import / kb.delete, customer.history_view, customer.export, customer.delete,
-data.retention, step_up.enrol / step_up.verify / step_up.failure / step_up.locked / step_up.sso.
+data.retention, pii.reveal (a masked message's original shown, or refused), step_up.enrol / step_up.verify / step_up.failure / step_up.locked / step_up.sso.
 """
 
 from __future__ import annotations
@@ -43,7 +43,7 @@ ACTIONS = frozenset({
     "settings.routing", "settings.bot", "settings.survey", "settings.proactive", "settings.quick_replies",
     "settings.tickets", "settings.channel", "settings.retention",
     "kb.import", "kb.delete",
-    "customer.history_view", "customer.export", "customer.delete", "data.retention",
+    "customer.history_view", "customer.export", "customer.delete", "data.retention", "pii.reveal",
     "step_up.enrol", "step_up.verify", "step_up.failure", "step_up.locked", "step_up.sso",
 })
 OUTCOMES = ("ok", "refused")

@@ -12,10 +12,11 @@ import logging
 import time
 from typing import TYPE_CHECKING, Callable
 
+from . import pii
 from .delivery import MAX_SEQ_RETRIES, Delivery, backoff
 from .errors import Busy, ConversationClosed, InvalidFrame, NotFound
 from .models import Conversation, Message, Principal, new_id, now_iso
-from .ports import ConversationAlreadyOpen, DuplicateMessage, SeqConflict, Store
+from .ports import ConversationAlreadyOpen, DuplicateMessage, PiiVault, SeqConflict, Store
 
 if TYPE_CHECKING:  # frames (pydantic) only types the arguments; $connect and $disconnect never load it
     from . import frames
@@ -32,7 +33,7 @@ EXPERIMENTS_TTL_S = 15.0  # how long a started or stopped routing experiment may
 class ConversationService:
     def __init__(self, store: Store, delivery: Delivery, router: Router, bot: Bot | None = None,
                  attachments: AttachmentStore | None = None, experiments=None,
-                 experiments_ttl_s: float = EXPERIMENTS_TTL_S):
+                 experiments_ttl_s: float = EXPERIMENTS_TTL_S, vault: PiiVault | None = None):
         self.store = store
         self.delivery = delivery
         self.router = router
@@ -42,6 +43,7 @@ class ConversationService:
         self.experiments = experiments
         self.experiments_ttl_s = experiments_ttl_s
         self._experiments: dict[str, tuple[float, list]] = {}
+        self.vault = vault  # seals what masking takes out of customers' messages (None: nothing is masked)
 
     # ------------------------------------------------------------ connections
 
@@ -90,21 +92,25 @@ class ConversationService:
 
         attached: list[dict] | None = None
         tapped = self._quick_reply_meta(who, frame)
+        text, sealed, redacted = frame.text, None, False
         for attempt in range(MAX_SEQ_RETRIES):
             conversation, connections = self.store.load_for_fanout(who.workspace, conversation_id)
             self._check_can_write(who, conversation, frame.clientMessageId)
             if frame.attachments and attached is None:
                 attached = self._check_attachments(conversation, frame)
+            if conversation.mask_pii and who.role == "customer" and not redacted:
+                (text, sealed), redacted = self._redact(conversation, frame), True
             message = Message(
                 conversation_id=conversation.id,
                 seq=conversation.last_seq + 1,
                 client_message_id=frame.clientMessageId,
                 sender=who.sender(),
-                text=frame.text,
+                text=text,
                 created_at=now_iso(),
                 # what was attached, as checked: stored in meta, fanned out, synced and listed as "attachments"
                 meta={**({"attachments": attached} if attached else {}), **tapped} or None,
                 channel=channel,
+                pii=sealed,
             )
             try:
                 self.store.append_message(conversation, message, who.key)
@@ -181,10 +187,37 @@ class ConversationService:
 
     # ------------------------------------------------------------ internals
 
+    def _redact(self, conversation: Conversation, frame: frames.MessageFrame) -> tuple[str, dict | None]:
+        """The customer's text as the workspace stores it: personal data masked, the originals sealed (kefu.pii).
+        Without the vault nothing can be sealed, so nothing is stored: Busy, and the client resends."""
+        redaction = pii.redact(frame.text)
+        if not redaction.values:
+            return redaction.text, None
+        try:
+            if self.vault is None:
+                raise RuntimeError("no PII vault")
+            sealed = self.vault.seal(conversation.workspace, conversation.id, redaction.values)
+        except Exception as error:  # noqa: BLE001 - KMS down or throttled: refuse rather than store the values
+            log.warning("sealing personal data failed: %s", type(error).__name__)
+            raise Busy("could not store the message securely just now; resend with the same clientMessageId",
+                       client_message_id=frame.clientMessageId) from None
+        return redaction.text, {"spans": [list(span) for span in redaction.spans], "sealed": sealed}
+
     def _open_conversation(self, who: Principal, frame: frames.MessageFrame,
                            channel: str = "web") -> tuple[str, Conversation | None]:
+        cmid = frame.clientMessageId
+        if frame.anonymous and not who.anonymous_visitor:  # anonymous consultation chosen by the visitor
+            raise InvalidFrame("anonymous: needs an anonymous visitor token (POST /workspaces/{workspace}/"
+                               "visitor-tokens without a name): this token names the customer", client_message_id=cmid,
+                               details=[{"field": "anonymous", "problem": "the token identifies the customer"}])
         existing = self.store.open_conversation_id(who.workspace, who.id)
         if existing:
+            if frame.anonymous:  # never into a conversation that keeps the customer's identity
+                found = self.store.get_conversation(who.workspace, existing)
+                if found is not None and not found.anonymous:
+                    raise InvalidFrame("anonymous: this customer has an open conversation that is not anonymous",
+                                       client_message_id=cmid,
+                                       details=[{"field": "anonymous", "problem": "an open conversation is not"}])
             return existing, None  # group and language only matter to a new conversation
         if frame.group is not None:
             try:
@@ -201,6 +234,7 @@ class ConversationService:
             language=frame.language,
             channel=channel,
             status="bot" if self.bot is not None and self.bot.takes(who.workspace) else "open",
+            anonymous=frame.anonymous,  # the visitor's choice; the workspace's setting may make it anonymous too
         )
         exposure = None
         if conversation.status == "bot":

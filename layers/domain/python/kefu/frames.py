@@ -44,11 +44,18 @@ class MessageFrame(_Frame):
     # customers: the quick reply (chip) tapped to send this text (kefu.chips); stored as meta.quickReply, with
     # meta.experiment / meta.variant of the visitor's quick_reply_wording experiment (decided by the server)
     quickReply: Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9-]{0,31}$")] | None = None
+    # customers, only when the message opens a conversation (no conversationId): anonymous consultation chosen by
+    # the visitor. The conversation is marked anonymous as under the workspace setting (kefu.privacy): no name or
+    # tags stored. Accepted from an anonymous visitor token only (Principal.anonymous_visitor: a random id, no name,
+    # no tags), so that no identified customer id is stored either (ConversationService._open_conversation)
+    anonymous: StrictBool = False  # "true", 1 are not answers
 
     @model_validator(mode="after")
     def _not_empty(self) -> MessageFrame:
         if not self.text and not self.attachments:
             raise ValueError("text: a message needs text or at least one attachment")
+        if self.anonymous and self.conversationId is not None:
+            raise ValueError("anonymous: only on a message that opens a conversation (without conversationId)")
         return self
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import secrets
 import time
 from dataclasses import dataclass, field
@@ -31,6 +32,10 @@ def parse_iso(value: str) -> datetime:
     return at if at.tzinfo else at.replace(tzinfo=timezone.utc)
 
 
+# the customer ids new_id("v") gives anonymous visitors (tokens.issue without a subject)
+ANONYMOUS_VISITOR_ID = re.compile(r"^v_[0-9a-f]{8,40}$")
+
+
 def new_id(prefix: str) -> str:
     """Sortable-ish unique id: time prefix keeps ids of one day close together in listings."""
     return f"{prefix}_{int(time.time() * 1000):x}{secrets.token_hex(5)}"
@@ -46,6 +51,9 @@ class Principal:
     name: str = ""
     tags: tuple[str, ...] = ()
     agent_role: AgentRole | None = None  # for agents: their role in the workspace
+    # the token's iat (whole seconds) where a token was read (REST, $connect); an erasure refuses the customer's
+    # tokens issued at or before it (kefu.privacy). Not part of who it is: equal principals of two tokens are equal
+    issued_at: int | None = field(default=None, compare=False)
 
     @property
     def key(self) -> str:
@@ -54,6 +62,13 @@ class Principal:
 
     def sender(self) -> dict:
         return {"role": self.role, "id": self.id, "name": self.name}
+
+    @property
+    def anonymous_visitor(self) -> bool:
+        """A customer known by nothing but a random id: an anonymous visitor token (POST .../visitor-tokens gives
+        one, tokens.issue without a subject: new_id("v")), no name, no tags. Only such a token keeps its id when
+        renewed, and only such a customer may open an anonymous conversation (frames.MessageFrame.anonymous)."""
+        return self.role == "customer" and not self.name and not self.tags and bool(ANONYMOUS_VISITOR_ID.match(self.id))
 
     @property
     def is_supervisor(self) -> bool:
@@ -99,6 +114,7 @@ class Conversation:
     # that many days after they were written; None: kept until deleted) and anonymous consultation (no identity)
     retention_days: int | None = None
     anonymous: bool = False
+    mask_pii: bool = False  # the customer's messages are stored masked, the originals sealed (kefu.pii)
 
     def is_participant(self, who: Principal) -> bool:
         if who.workspace != self.workspace:
@@ -123,7 +139,9 @@ class Message:
     # message sent from a suggestion: {"suggestion": {"articleId", "edited"}}
     meta: dict | None = None
     channel: str = "web"  # how a customer's message arrived (web, rest, wechat); replies are "web"
-
+    # a masked message (kefu.pii.redact): {"spans": where the masked values stand in text, "sealed": the originals
+    # encrypted by kefu.ports.PiiVault}; never in frames, which only say "masked": true
+    pii: dict | None = None
 
     def frame(self) -> dict:
         frame = {
@@ -143,6 +161,8 @@ class Message:
             frame["meta"] = meta
         if self.channel != "web":  # absent means the widget (or the console)
             frame["channel"] = self.channel
+        if self.pii:
+            frame["masked"] = True
         return frame
 
     def public(self) -> dict:

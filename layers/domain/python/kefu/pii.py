@@ -250,3 +250,62 @@ def mask(text: object, keep: bool = True, kinds: Iterable[str] | None = None) ->
             return _ANY_DIGIT.sub("*", str(text)).replace("@", "*")
         except Exception:  # noqa: BLE001
             return "[unprintable]"
+
+
+# stored text (issue 8: a workspace that masks personal data in what it stores) -----------------
+class Redaction(NamedTuple):
+    """A text with its personal data masked, and what was masked: ``spans[i]`` is where the masked form of
+    ``values[i]`` stands in ``text``. The values are sealed (kefu.ports.PiiVault) before they are stored."""
+
+    text: str
+    spans: list[tuple[int, int]]
+    values: list[str]
+
+
+def redact(text: str) -> Redaction:
+    """Mask personal data as ``mask`` does (the recognisable form), in one pass, remembering the originals and
+    where their masked forms are, so that ``restore`` can put them back for someone allowed to see them."""
+    out: list[str] = []
+    spans: list[tuple[int, int]] = []
+    values: list[str] = []
+    last = length = 0
+    for span in find(text):
+        value = text[span.start : span.end]
+        masked = _mask_one(span.kind, value)
+        before = text[last : span.start]
+        out += [before, masked]
+        length += len(before)
+        spans.append((length, length + len(masked)))
+        values.append(value)
+        length += len(masked)
+        last = span.end
+    out.append(text[last:])
+    return Redaction("".join(out), spans, values)
+
+
+def restore(text: str, spans: list, values: list) -> str | None:
+    """The original of a redacted text; None when spans and values do not fit it (a damaged record)."""
+    if len(spans) != len(values):
+        return None
+    out, last = [], 0
+    for span, value in zip(spans, values):
+        if not (isinstance(span, (list, tuple)) and len(span) == 2 and isinstance(value, str)):
+            return None
+        start, end = span
+        if not (isinstance(start, int) and isinstance(end, int) and last <= start <= end <= len(text)):
+            return None
+        out += [text[last:start], value]
+        last = end
+    out.append(text[last:])
+    return "".join(out)
+
+
+def reveal(vault, workspace: str, conversation_id: str, text: str, record: dict | None) -> str:
+    """The text as written, from a stored text and its "pii" record (None: it was stored as written), opening the
+    sealed values with the vault (kefu.ports.PiiVault). Raises when they cannot be opened or do not fit."""
+    if not record:
+        return text
+    original = restore(text, record.get("spans") or [], vault.open(workspace, conversation_id, record["sealed"]))
+    if original is None:
+        raise ValueError("a masked message's record does not fit its text")
+    return original

@@ -126,3 +126,14 @@ class Timers(Protocol):
 class Notifier(Protocol):
     def send(self, connection_id: str, frame: dict) -> bool:
         """Deliver one frame; False when the connection is gone."""
+
+
+class PiiVault(Protocol):
+    """Seals the personal data masked out of a stored message (kefu.pii.redact), bound to its workspace and
+    conversation: a sealed value opens only with the same two (adapters/pii_vault.py: KMS with an encryption
+    context, a key only the functions that mask may encrypt with and only the API may decrypt with)."""
+
+    def seal(self, workspace: str, conversation_id: str, values: list[str]) -> str: ...
+
+    def open(self, workspace: str, conversation_id: str, sealed: str) -> list[str]:
+        """The values; raises when the sealed text is not theirs or was damaged."""

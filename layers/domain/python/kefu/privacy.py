@@ -19,10 +19,12 @@ handle-time totals. A WeChat customer's id is "wx:{openid}": the mapping is the 
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Protocol
 
+from . import tokens
 from .errors import InvalidRequest
 from .models import now_iso
 
@@ -35,11 +37,45 @@ SAVED_TAG = "saved-by-agent"  # bot.Bot._save: articles made from a customer's q
 # META attributes that are keys and bookkeeping, not the customer's data
 _INTERNAL = {"pk", "sk", "kind", "customerKey", "listKey", "agentKey", "queueKey", "suggestionId", "expiresAt"}
 
+# Revoking a customer's tokens at erasure. An erasure is recorded (the Directory item "{ws}" / "ERASED#{digest}",
+# adapters/dynamodb.py: the time, never the id) when it starts and again when it ends; a visitor token of that
+# customer issued at or before the recorded time is refused at $connect (ws_authorizer) and by every REST route
+# that takes a visitor token (its renewal included). Tokens carry their issue time in whole seconds, so a token
+# issued in the erasure's second is refused too; one issued later (a new visit, the integrator's backend signing
+# the same customer id again) is a new start. The record outlives every token it could refuse (tokens.MAX_TTL_S),
+# then DynamoDB's TTL removes it.
+ERASURE_KEEP_S = tokens.MAX_TTL_S + 86400
+
+
+def customer_digest(workspace: str, customer_id: str) -> str:
+    """How records that outlive an erasure name the customer (the audit log, the erasure record): a digest that
+    one holding the id can recompute, never the id."""
+    import hashlib
+
+    return hashlib.sha256(f"{workspace}\n{customer_id}".encode()).hexdigest()[:32]
+
+
+def token_revoked(issued_at: int | None, erased_at: int | None) -> bool:
+    """Whether a customer's token issued at `issued_at` (its iat, whole seconds) is refused because the customer
+    was erased at `erased_at` (whole seconds, or None: never). The same second counts as before the erasure; a
+    token without an issue time is refused once there was an erasure."""
+    if erased_at is None:
+        return False
+    return issued_at is None or issued_at <= erased_at
+
+
+REVEAL_ROLES = ("agent", "supervisor", "admin")  # who may see a masked message's original (kefu.pii)
+_SETTINGS = {"retentionDays", "anonymous", "maskPii", "piiRevealRole"}
+
 
 @dataclass(frozen=True)
 class PrivacySettings:
     retention_days: int = DEFAULT_RETENTION_DAYS
     anonymous: bool = False  # anonymous consultation: no name or tags stored, only the random customer id
+    # customers' messages are stored with personal data masked (kefu.pii); the originals are sealed with the PII
+    # key and shown to staff of at least piiRevealRole ("agent": the conversation's agent too), each time audited
+    mask_pii: bool = False
+    pii_reveal_role: str = "supervisor"
 
     @classmethod
     def parse(cls, stored: dict | None) -> PrivacySettings:
@@ -48,25 +84,40 @@ class PrivacySettings:
         days = stored.get("retentionDays")
         if not isinstance(days, int) or isinstance(days, bool) or not MIN_RETENTION_DAYS <= days <= MAX_RETENTION_DAYS:
             days = DEFAULT_RETENTION_DAYS
-        return cls(retention_days=days, anonymous=stored.get("anonymous") is True)
+        role = stored.get("piiRevealRole")
+        return cls(retention_days=days, anonymous=stored.get("anonymous") is True,
+                   mask_pii=stored.get("maskPii") is True,
+                   pii_reveal_role=role if role in REVEAL_ROLES else "supervisor")
 
     @classmethod
     def validate(cls, body: dict) -> PrivacySettings:
         """A PUT body; fields left out keep their defaults. InvalidRequest names what is wrong."""
-        unknown = set(body) - {"retentionDays", "anonymous"}
+        unknown = set(body) - _SETTINGS
         if unknown:
             raise InvalidRequest(f"unknown settings: {', '.join(sorted(unknown))}")
         days = body.get("retentionDays", DEFAULT_RETENTION_DAYS)
         if not isinstance(days, int) or isinstance(days, bool) or not MIN_RETENTION_DAYS <= days <= MAX_RETENTION_DAYS:
             raise InvalidRequest(f"retentionDays: a whole number of days, {MIN_RETENTION_DAYS} to {MAX_RETENTION_DAYS}",
                                  details=[{"field": "retentionDays", "problem": "out of range"}])
-        anonymous = body.get("anonymous", False)
-        if not isinstance(anonymous, bool):
-            raise InvalidRequest("anonymous: true or false", details=[{"field": "anonymous", "problem": "not a boolean"}])
-        return cls(retention_days=days, anonymous=anonymous)
+        for flag in ("anonymous", "maskPii"):
+            if not isinstance(body.get(flag, False), bool):
+                raise InvalidRequest(f"{flag}: true or false", details=[{"field": flag, "problem": "not a boolean"}])
+        role = body.get("piiRevealRole", "supervisor")
+        if role not in REVEAL_ROLES:
+            raise InvalidRequest(f"piiRevealRole: one of {', '.join(REVEAL_ROLES)}",
+                                 details=[{"field": "piiRevealRole", "problem": "unknown role"}])
+        return cls(retention_days=days, anonymous=body.get("anonymous", False), mask_pii=body.get("maskPii", False),
+                   pii_reveal_role=role)
 
     def public(self) -> dict:
-        return {"retentionDays": self.retention_days, "anonymous": self.anonymous}
+        return {"retentionDays": self.retention_days, "anonymous": self.anonymous, "maskPii": self.mask_pii,
+                "piiRevealRole": self.pii_reveal_role}
+
+    def may_reveal(self, role: str, *, assigned: bool) -> bool:
+        """Whether staff of this role see the originals of masked messages (assigned: the conversation's agent)."""
+        if role == "admin" or (role == "supervisor" and self.pii_reveal_role != "admin"):
+            return True
+        return role == "agent" and self.pii_reveal_role == "agent" and assigned
 
 
 class CustomerDataPort(Protocol):
@@ -104,14 +155,32 @@ class DeletionIncomplete(Exception):
 class PrivacyService:
     def __init__(self, data: CustomerDataPort, *, close: Callable[[str, str], None] | None = None,
                  disconnect: Callable[[str], None] | None = None, knowledge=None,
-                 link: Callable[[str], str | None] | None = None):
+                 link: Callable[[str], str | None] | None = None,
+                 revoke: Callable[[str, str, int], None] | None = None,
+                 unmask: Callable[[str, str, str, dict], str] | None = None):
         self.data = data
         self.close = close  # (workspace, conversation_id): close an open conversation (participants are told)
         self.disconnect = disconnect  # (connection_id): close a socket (@connections DELETE)
         self.knowledge = knowledge  # the knowledge store (list_articles, put_article), for saved questions
         self.link = link  # key -> a short-lived download link, for the export
+        # (workspace, customer_id, erased_at: whole seconds): record the erasure, which refuses the customer's tokens
+        # issued at or before it (token_revoked)
+        self.revoke = revoke
+        # (workspace, conversation_id, stored text, its "pii" record) -> the text as the customer wrote it: an export
+        # gives the customer their own data whole, also where the workspace stores it masked (kefu.pii)
+        self.unmask = unmask
 
     # ------------------------------------------------------------ export
+
+    def _message(self, workspace: str, conversation_id: str, item: dict) -> dict:
+        record = item.get("pii")
+        if isinstance(record, str):
+            import json
+
+            record = json.loads(record)
+        if not record or self.unmask is None:
+            return _message(item)
+        return _message(item, self.unmask(workspace, conversation_id, item.get("text", ""), record))
 
     def export(self, workspace: str, customer_id: str) -> dict | None:
         """Everything held about the customer in the workspace; None when nothing is."""
@@ -129,7 +198,8 @@ class PrivacyService:
             objects = self.data.attachment_objects(workspace, conversation_id)
             conversations.append({
                 **{k: v for k, v in meta.items() if k not in _INTERNAL and k not in ("bot", "routing", "suggestion")},
-                "messages": [_message(i) for i in sorted(items, key=lambda i: i["sk"]) if i["sk"].startswith("MSG#")],
+                "messages": [self._message(workspace, conversation_id, i)
+                             for i in sorted(items, key=lambda i: i["sk"]) if i["sk"].startswith("MSG#")],
                 "ratings": [{"seq": int(i["sk"][5:]), "helpful": i.get("helpful"), "articleId": i.get("articleId"),
                              "ratedAt": i.get("ratedAt")} for i in items if i["sk"].startswith("RATE#")],
                 "attachments": [{**o, "url": self.link(o["key"]) if self.link else None} for o in objects],
@@ -159,7 +229,8 @@ class PrivacyService:
     # ------------------------------------------------------------ deletion
 
     def delete(self, workspace: str, customer_id: str) -> dict:
-        """Delete everything held about the customer in the workspace. Idempotent: nothing left is no error.
+        """Delete everything held about the customer in the workspace and revoke their tokens (recorded before and
+        after: token_revoked). Idempotent: nothing left is no error.
         Each part is tried even when another failed; DeletionIncomplete reports what remains (a retry
         finds it again: index-bearing items go last)."""
         counts = {k: 0 for k in ("conversations", "messages", "conversationItems", "attachments", "tickets",
@@ -176,6 +247,10 @@ class PrivacyService:
                 remaining.append(part)
                 return False
 
+        # 0. the customer's tokens stop working first, so that a dropped socket cannot come back while the data goes
+        revoke = self.revoke
+        if revoke is not None:
+            attempt("tokens", lambda: revoke(workspace, customer_id, int(time.time())))
         conversation_ids = self.data.conversation_ids(workspace, customer_id)
         # 1. stop the conversation: an open one is closed (the agent and the customer are told), sockets dropped
         for conversation_id in conversation_ids:
@@ -246,6 +321,10 @@ class PrivacyService:
             if self.knowledge is not None:
                 attempt("savedQuestions", lambda: self._forget_saved(workspace, redacted, counts))
 
+        # 6. and again at the end: a token issued while the deletion ran is refused as well
+        if revoke is not None and "tokens" not in remaining:
+            attempt("tokens", lambda: revoke(workspace, customer_id, int(time.time())))
+
         report = {"workspace": workspace, "customerId": customer_id, "deleted": counts,
                   "complete": not remaining, "remaining": remaining}
         if remaining:
@@ -281,7 +360,7 @@ def _customer_texts(items: list[dict], customer_id: str) -> set[str]:
             if i["sk"].startswith("MSG#") and i.get("senderRole") == "customer" and i.get("senderId") == customer_id}
 
 
-def _message(item: dict) -> dict:
+def _message(item: dict, text: str | None = None) -> dict:
     meta = item.get("meta") or {}
     if isinstance(meta, str):
         import json
@@ -289,7 +368,8 @@ def _message(item: dict) -> dict:
         meta = json.loads(meta)
     out = {"seq": int(item.get("seq", 0)), "clientMessageId": item.get("clientMessageId"),
            "sender": {"role": item.get("senderRole"), "id": item.get("senderId"), "name": item.get("senderName", "")},
-           "text": item.get("text", ""), "createdAt": item.get("createdAt"), "channel": item.get("channel") or "web"}
+           "text": item.get("text", "") if text is None else text, "createdAt": item.get("createdAt"),
+           "channel": item.get("channel") or "web"}
     if meta.get("attachments"):
         out["attachments"] = meta["attachments"]
     return out

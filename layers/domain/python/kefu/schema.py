@@ -90,9 +90,13 @@ DIRECTORY = Table(
     # pk workspace id; sk "WORKSPACE" (name, routing settings) or "AGENT#{agentId}" (profile, presence,
     # connections, load); pk "{ws}#Q", sk "{queue}#{999-priority}#{arrivalMs}#{conversationId}": the
     # waiting conversations, in queue order within each queue (one Query reads the whole queue);
-    # pk "{ws}#EXP", sk "EXP#{experimentId}": A/B experiments (adapters/experiment_store.py)
+    # pk "{ws}#EXP", sk "EXP#{experimentId}": A/B experiments (adapters/experiment_store.py);
+    # pk workspace id, sk "ERASED#{digest of workspace and customer id}": an erasure (kefu.privacy: the customer's
+    # tokens issued at or before erasedAt are refused), read with the workspace by the $connect authorizer; it
+    # expires (expiresAt) once no token it could refuse is still valid. No other Directory item sets expiresAt.
     partition_key=Key("pk"),
     sort_key=Key("sk"),
+    ttl_attribute="expiresAt",
 )
 
 METRICS = Table(
@@ -139,6 +143,9 @@ TICKETS = Table(
         # a customer's tickets, for the profile
         Index("byCustomer", Key("customerKey"), Key("createdAt")),
     ),
+    # a resolved or closed ticket and its comments expire the workspace's retention after that (kefu.retention);
+    # open and pending tickets, and the settings item, never do
+    ttl_attribute="expiresAt",
     stream="NEW_AND_OLD_IMAGES",  # escalation starts on a new deadline and stops on resolution
 )
 
@@ -233,6 +240,11 @@ ENV_WS_CALLBACK_URL = "KEFU_WS_CALLBACK_URL"  # the @connections management endp
 ENV_JWT_SECRET_ID = "KEFU_JWT_SECRET_ID"  # Secrets Manager id of the token signing key
 ENV_TIMERS_QUEUE_URL = TIMERS.env_var
 LOCAL_JWT_SECRET_NAME = "kefu/local/jwt-signing-key"
+# the KMS key that seals personal data masked out of stored messages (kefu.pii, adapters/pii_vault.py): functions
+# with Function.pii "seal" may only encrypt with it, "open" may also decrypt
+ENV_PII_KEY_ID = "KEFU_PII_KEY_ID"
+LOCAL_PII_KEY_ALIAS = "alias/kefu-local-pii"
+PII_CONTEXT_KEYS = ("kefu:workspace", "kefu:conversation")  # its encryption context; IAM requires both
 
 # API Gateway WebSocket limits we enforce (and the local gateway emulates)
 WS_MAX_FRAME_BYTES = 128 * 1024
@@ -267,6 +279,7 @@ class Function:
     # append-only tables (the audit log): "appends" may only PutItem, "queries" may only Query (table and indexes)
     appends: tuple[str, ...] = ()
     queries: tuple[str, ...] = ()
+    pii: str | None = None  # the PII key (ENV_PII_KEY_ID): "seal" (encrypt) or "open" (encrypt and decrypt)
     memory_mb: int = 256
     timeout_s: int = 10
     extra_env: dict[str, str] = field(default_factory=dict)
@@ -305,6 +318,7 @@ FUNCTIONS: tuple[Function, ...] = (
         search="read",
         manage_connections=True,
         sends_to=("Timers",),  # the bot's handoffs route like any other conversation
+        pii="seal",  # customers' messages in workspaces that mask personal data (kefu.pii)
         memory_mb=1024,  # the answering model (numpy) answers in a few ms with the vCPU share this buys
     ),
     Function(
@@ -359,6 +373,7 @@ FUNCTIONS: tuple[Function, ...] = (
         issues_api_keys=True,
         appends=("Audit",),  # audit entries of sensitive actions (kefu.audit)
         queries=("Audit",),  # GET /workspaces/{ws}/audit (admins)
+        pii="open",  # seals channel messages; reveals originals to the right role, and in a customer's export
         memory_mb=1024,  # the bot's model on channel messages
         timeout_s=29,
     ),
@@ -396,9 +411,9 @@ FUNCTIONS: tuple[Function, ...] = (
     Function(
         "ticket_events",
         "Starts a ticket's escalation run for each new SLA deadline, stops it when the ticket is resolved; "
-        "counts tickets opened and escalated (analytics)",
-        reads=("Tickets",),
-        writes=("Metrics",),  # the analytics aggregates (tickets opened, escalated, SLA breaches)
+        "counts tickets opened and escalated (analytics); gives a finished ticket's comments its expiry",
+        # Tickets: a finished ticket's comments get the ticket's expiry (kefu.retention)
+        writes=("Metrics", "Tickets"),  # Metrics: the analytics aggregates (tickets opened, escalated, SLA breaches)
         stream_of="Tickets",
         escalations=True,
         timeout_s=60,
@@ -452,6 +467,7 @@ REST_PUBLIC_ROUTES: tuple[tuple[str, str], ...] = (
     ("GET", "/workspaces/{workspace}/customer-quick-replies"),  # the customer chat's quick replies, before any token
     ("PUT", "/workspaces/{workspace}/customer-quick-replies"),
     ("GET", "/conversations/{conversation_id}/messages"),
+    ("GET", "/conversations/{conversation_id}/messages/{seq}/original"),  # masked personal data, the right role only
     # attachments: an upload ticket (presigned POST) and a download link, for the conversation's participants
     ("POST", "/conversations/{conversation_id}/attachments"),
     ("GET", "/conversations/{conversation_id}/attachments/download"),

@@ -5,15 +5,20 @@ change is an event in its history, written in the same conditional update as the
 `version` attribute makes concurrent writers fail instead of overwrite). Escalation is not
 done here: a new deadline starts a Step Functions execution (kefu.escalation) from the tickets
 stream, and that machine writes its own escalation events.
+
+Retention (kefu.retention): an open or pending ticket never expires; resolving or closing it sets its TTL
+(`expiresAt`) to the workspace's retention from that moment, reopening it removes the TTL.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta, timezone
 from math import ceil
 from typing import Literal, Protocol
 
+from . import retention
 from .errors import Conflict, Forbidden, InvalidRequest, NotFound
 from .models import Conversation, Principal, new_id, now_iso, parse_iso, to_iso
 from .ports import StateConflict
@@ -115,6 +120,7 @@ class Ticket:
     history: tuple[dict, ...] = ()
     alert: dict | None = None
     version: int = 1
+    expires_at: int | None = None  # the TTL (epoch seconds) once resolved or closed (kefu.retention); None while active
 
     def public(self) -> dict:
         out = {
@@ -204,10 +210,13 @@ def _who(by: Principal | None, source: str) -> dict:
 
 
 class TicketService:
-    def __init__(self, store: TicketStore, conversations=None, agents=None):
+    def __init__(self, store: TicketStore, conversations=None, agents=None,
+                 retention_days: Callable[[str], int | None] | None = None):
         self.store = store
         self.conversations = conversations  # Store: the conversation a ticket is created from
         self.agents = agents  # Store: assignees are agents of the workspace
+        # workspace -> its retention in days (kefu.privacy), read when a ticket is resolved or closed; None: no TTL
+        self.retention_days = retention_days
 
     def settings(self, workspace: str) -> TicketSettings:
         return TicketSettings.from_dict(self.store.ticket_settings(workspace))
@@ -329,10 +338,16 @@ class TicketService:
         if len(reason) > 1000:
             raise InvalidRequest("reason is at most 1000 characters")
         changes: dict = {"status": status}
+        moment = datetime.now(timezone.utc)
         if status == "open" and ticket.status in REOPEN_FROM:
             # a reopened ticket gets a fresh SLA clock (and with it a new escalation run)
-            changes["deadline"] = _iso(self.settings(workspace).deadline(ticket.priority, datetime.now(timezone.utc)))
-        event = {"type": "status", "at": now_iso(), **_actor(by), "from": ticket.status, "to": status}
+            changes["deadline"] = _iso(self.settings(workspace).deadline(ticket.priority, moment))
+        # retention: resolved or closed, the ticket expires the workspace's retention from now; active, never
+        days = self.retention_days(workspace) if self.retention_days and status in retention.DONE else None
+        expires = retention.ticket_expires_at(status, moment, days)
+        if expires is not None or ticket.expires_at is not None:
+            changes["expires_at"] = expires  # None removes it (reopened)
+        event = {"type": "status", "at": _iso(moment), **_actor(by), "from": ticket.status, "to": status}
         if reason:
             event["reason"] = reason
         return self._write(ticket, changes, event, expect_status=ticket.status)

@@ -20,6 +20,9 @@ ISSUER = "kefu"
 AUDIENCE = "kefu-realtime"
 ALGORITHM = "HS256"
 DEFAULT_TTL_S = 12 * 3600
+# no token lives longer: issue() refuses more and verify() refuses a token that claims more. An erasure's record
+# (kefu.privacy: a customer's tokens issued at or before it are refused) is kept past this, so it outlives them all.
+MAX_TTL_S = 12 * 3600
 WORKSPACE_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
 ID_RE = re.compile(r"^[A-Za-z0-9_.:\-]{1,64}$")
 TAG_RE = re.compile(r"^[A-Za-z0-9_\-]{1,32}$")
@@ -49,6 +52,8 @@ def issue(
     bad = [t for t in tags if not TAG_RE.match(t)]
     if bad:
         raise ValueError(f"invalid tags {bad!r}")
+    if not 0 < ttl_s <= MAX_TTL_S:
+        raise ValueError(f"ttl_s: 1 to {MAX_TTL_S} seconds")
     issued = int(now if now is not None else time.time())
     claims = {
         "iss": ISSUER,
@@ -82,6 +87,10 @@ def verify(secret: str, token: str | None) -> Principal:
     except jwt.PyJWTError:
         raise Unauthorized("invalid token") from None
     kind, workspace, subject = claims.get("kind"), claims.get("ws"), claims.get("sub")
+    issued, expires = claims.get("iat"), claims.get("exp")
+    if not all(isinstance(v, int) and not isinstance(v, bool) for v in (issued, expires)) \
+            or expires - issued > MAX_TTL_S:
+        raise Unauthorized("invalid token")  # whole seconds, as issue() writes them; never longer than MAX_TTL_S
     if kind not in ("visitor", "agent") or not isinstance(workspace, str) or not WORKSPACE_RE.match(workspace):
         raise Unauthorized("invalid token")
     if not isinstance(subject, str) or not ID_RE.match(subject):
@@ -96,4 +105,5 @@ def verify(secret: str, token: str | None) -> Principal:
         id=subject,
         name=name,
         tags=tuple(tags),
+        issued_at=issued,  # an erasure refuses the customer's tokens issued at or before it (kefu.privacy)
     )

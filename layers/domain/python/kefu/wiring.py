@@ -81,7 +81,7 @@ def conversation_service():
 
     # the bot (and numpy with it) loads on the first message of a conversation, not in $connect or sync
     return ConversationService(store(), delivery(), router(), _OnFirstUse(bot), _OnFirstUse(attachment_store),
-                               experiments=_OnFirstUse(experiment_store))
+                               experiments=_OnFirstUse(experiment_store), vault=_OnFirstUse(pii_vault))
 
 
 @lru_cache(maxsize=1)
@@ -157,7 +157,14 @@ def ticket_store():
 def tickets():
     from .tickets import TicketService
 
-    return TicketService(ticket_store(), store(), store())
+    return TicketService(ticket_store(), store(), store(), retention_days=retention_days)
+
+
+def retention_days(workspace: str) -> int:
+    """The workspace's retention in days (kefu.privacy; the default when it never set one)."""
+    from .privacy import PrivacySettings
+
+    return PrivacySettings.parse(store().privacy_settings(workspace)).retention_days
 
 
 @lru_cache(maxsize=1)
@@ -220,3 +227,10 @@ def step_up_store():
 
     return StepUpStore()
 # ---- end audit log and step-up
+
+
+@lru_cache(maxsize=1)
+def pii_vault():
+    from .adapters.pii_vault import KmsVault
+
+    return KmsVault()

@@ -144,6 +144,7 @@ class MetaItem(ConversationItem, discriminator="meta"):
     firstResponseAt = UnicodeAttribute(null=True)  # the first agent message (analytics: first response time)
     retentionDays = NumberAttribute(null=True)  # kefu.privacy: the workspace's retention when it opened
     anonymous = BooleanAttribute(null=True)  # kefu.privacy: anonymous consultation (no name, tags)
+    maskPii = BooleanAttribute(null=True)  # kefu.privacy: the customer's messages are stored masked
 
     def domain(self) -> Conversation:
         return Conversation(
@@ -172,6 +173,7 @@ class MetaItem(ConversationItem, discriminator="meta"):
             csat=self.csat.as_dict() if self.csat is not None else None,
             retention_days=int(self.retentionDays) if self.retentionDays else None,
             anonymous=bool(self.anonymous),
+            mask_pii=bool(self.maskPii),
         )
 
 
@@ -193,6 +195,7 @@ class MessageItem(ConversationItem, discriminator="msg"):
     createdAt = UnicodeAttribute()
     meta = JSONAttribute(null=True)
     channel = UnicodeAttribute(null=True)  # absent: web
+    pii = JSONAttribute(null=True)  # a masked message: where the masked values are and their sealed originals
 
     def domain(self, conversation_id: str) -> Message:
         return Message(
@@ -204,6 +207,7 @@ class MessageItem(ConversationItem, discriminator="msg"):
             created_at=self.createdAt,
             meta=self.meta,
             channel=self.channel or "web",
+            pii=self.pii,
         )
 
 
@@ -245,6 +249,20 @@ class WorkspaceItem(DirectoryItem, discriminator="workspace"):
     bot = JSONAttribute(null=True)  # the bot's settings (bot.BotSettings)
     survey = JSONAttribute(null=True)  # the survey after a close: {"nps": bool} (PUT /workspaces/{ws}/survey)
     privacy = JSONAttribute(null=True)  # retention and anonymous consultation (kefu.privacy, PUT .../privacy)
+
+
+class ErasureItem(DirectoryItem, discriminator="erased"):
+    """pk workspace, sk "ERASED#{digest}" (kefu.privacy.customer_digest, never the id): the customer was erased at
+    erasedAt (epoch seconds); their tokens issued at or before it are refused. expiresAt: the table's TTL."""
+
+    erasedAt = NumberAttribute()
+    expiresAt = NumberAttribute()
+
+
+def erasure_sk(workspace: str, customer_id: str) -> str:
+    from ..privacy import customer_digest
+
+    return f"ERASED#{customer_digest(workspace, customer_id)}"
 
 
 class QueueItem(DirectoryItem, discriminator="queued"):
@@ -372,6 +390,39 @@ class DynamoStore:
 
     def workspace_exists(self, workspace: str) -> bool:
         return _get(WorkspaceItem, workspace, "WORKSPACE") is not None
+
+    # erasures (kefu.privacy: a customer's tokens issued at or before their erasure are refused) -------------
+
+    def record_erasure(self, workspace: str, customer_id: str, erased_at: int) -> None:
+        """Record that the customer was erased at erased_at (epoch seconds); a later erasure moves it on, never back."""
+        from ..privacy import ERASURE_KEEP_S
+
+        item = ErasureItem(workspace, erasure_sk(workspace, customer_id))
+        try:
+            item.update(actions=[ErasureItem.kind.set(ErasureItem), ErasureItem.erasedAt.set(int(erased_at)),
+                                 ErasureItem.expiresAt.set(int(erased_at) + ERASURE_KEEP_S)],
+                        condition=ErasureItem.erasedAt.does_not_exist() | (ErasureItem.erasedAt < int(erased_at)))
+        except UpdateError as error:
+            if not _condition_failed(error):
+                raise  # (a failed condition: this time or a later one is recorded already)
+
+    def erased_at(self, workspace: str, customer_id: str) -> int | None:
+        """When the customer was last erased (epoch seconds), or None (one consistent GetItem)."""
+        try:
+            item = ErasureItem.get(workspace, erasure_sk(workspace, customer_id), consistent_read=True)
+        except ErasureItem.DoesNotExist:
+            return None
+        return int(item.erasedAt) if isinstance(item, ErasureItem) else None
+
+    def visitor_standing(self, workspace: str, customer_id: str) -> tuple[bool, int | None]:
+        """For a visitor's $connect, in one request (a consistent BatchGetItem of two keys): whether the workspace
+        exists, and when the customer was last erased (epoch seconds, or None)."""
+        sk = erasure_sk(workspace, customer_id)
+        found = {item.sk: item for item in DirectoryItem.batch_get([(workspace, "WORKSPACE"), (workspace, sk)],
+                                                                    consistent_read=True)}
+        erased = found.get(sk)
+        return (isinstance(found.get("WORKSPACE"), WorkspaceItem),
+                int(erased.erasedAt) if isinstance(erased, ErasureItem) else None)
 
     def put_workspace(self, workspace: str, name: str) -> None:
         WorkspaceItem(workspace, "WORKSPACE", name=name).save()
@@ -510,7 +561,10 @@ class DynamoStore:
             from ..privacy import PrivacySettings
 
             privacy = PrivacySettings.parse(self.privacy_settings(ws))
-            conversation.retention_days, conversation.anonymous = privacy.retention_days, privacy.anonymous
+            # anonymous: chosen by the visitor (frames.MessageFrame.anonymous) or for everyone by the workspace
+            conversation.retention_days = privacy.retention_days
+            conversation.anonymous = conversation.anonymous or privacy.anonymous
+            conversation.mask_pii = privacy.mask_pii
         if conversation.anonymous:  # anonymous consultation: the random customer id, nothing else
             conversation.customer_name, conversation.customer_tags = "", ()
         expires = _expires(conversation)
@@ -533,6 +587,7 @@ class DynamoStore:
             language=conversation.language,
             retentionDays=conversation.retention_days,
             anonymous=conversation.anonymous or None,
+            maskPii=conversation.mask_pii or None,
             expiresAt=expires,
         )
         pointer = OpenPointer(f"{ws}#U#{conversation.customer_id}", "OPEN", conversationId=conversation.id,
@@ -639,6 +694,7 @@ class DynamoStore:
                         createdAt=message.created_at,
                         meta=message.meta,
                         channel=None if message.channel == "web" else message.channel,
+                        pii=message.pii,
                         expiresAt=expires,
                     ),
                     condition=MessageItem.pk.does_not_exist(),

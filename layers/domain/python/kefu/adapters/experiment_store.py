@@ -9,6 +9,7 @@ Metrics table (no expiry unless said):
 - sk "C#{visitorKey}": the visitor's conversion (variant, eventId, at), put only if absent;
 - pk "{ws}#V#{visitorKey}", sk "EV#{eventId}": a business event (the integrator's event id is the
   idempotency key: a resent event is not stored or counted again), with the conversation it is credited to;
+  it expires (expiresAt) the workspace's retention after it is stored, at most 400 days (kefu.retention);
 - pk "{ws}#SEEN", sk visitorKey: visitors the widget has seen (first time); pk "{ws}#BUY", sk visitorKey:
   visitors with at least one business event (the first one) - chatted vs. not-chatted conversion.
 """
@@ -22,12 +23,12 @@ import boto3
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
-from .. import schema
+from .. import retention, schema
 from ..experiments import Experiment, within_window
 from .attributes import from_item, to_item
 from .dynamodb import _host, _region
 
-EVENT_RETENTION_S = 400 * 86400
+EVENT_RETENTION_S = retention.EVENT_HORIZON_S  # the longest a business event is kept
 MAX_REPORT_VISITORS = 10_000  # the chatted / not-chatted report reads at most this many visitors per group
 
 
@@ -139,10 +140,14 @@ class ExperimentStore:
     def mark_seen(self, workspace: str, visitor_key: str, at: str) -> bool:
         return self._put_once(f"{workspace}#SEEN", visitor_key, {"at": at})
 
-    def record_event(self, workspace: str, visitor_key: str, event: dict) -> bool:
+    def record_event(self, workspace: str, visitor_key: str, event: dict, retention_days: int | None = None) -> bool:
         """Store a business event once per (workspace, visitor, eventId); False if it was already stored.
+        It expires the workspace's `retention_days` from now (at most 400 days; 400 without one).
         The visitor's first event also marks them as converted."""
-        stored = self._put_once(f"{workspace}#V#{visitor_key}", f"EV#{event['eventId']}", event, expires=True)
+        import time
+
+        expires = retention.event_expires_at(time.time(), retention_days)
+        stored = self._put_once(f"{workspace}#V#{visitor_key}", f"EV#{event['eventId']}", event, expires=expires)
         if stored:
             self._put_once(f"{workspace}#BUY", visitor_key, {"at": event["at"], "eventId": event["eventId"]})
         return stored
@@ -152,10 +157,8 @@ class ExperimentStore:
         return {v["sk"] for v in self._query(self.metrics, f"{workspace}#{which}", None,
                                              limit=MAX_REPORT_VISITORS)}
 
-    def _put_once(self, pk: str, sk: str, fields: dict, expires: bool = False) -> bool:
-        import time
-
-        extra = {"expiresAt": int(time.time()) + EVENT_RETENTION_S} if expires else {}
+    def _put_once(self, pk: str, sk: str, fields: dict, expires: int | None = None) -> bool:
+        extra = {"expiresAt": int(expires)} if expires is not None else {}
         try:
             self.client.put_item(TableName=self.metrics, ConditionExpression="attribute_not_exists(pk)",
                                  Item=to_item({**fields, "pk": pk, "sk": sk, **extra}))

@@ -4,6 +4,10 @@ item with native DynamoDB lists and maps, so this adapter reads and writes plain
 pk "{ws}#T#{id}", sk "TICKET": the ticket and its history; sk "CM#{createdAt}#{id}": comments;
 pk "{ws}", sk "TICKET_SETTINGS": the workspace's ticket settings. Every change is one conditional
 update on `version` that also appends its event to `history`.
+
+Retention (kefu.retention): a resolved or closed ticket has `expiresAt` (the table's TTL); its comments carry
+the same value (a comment written to such a ticket gets it at once; the ticket_events function brings the
+others in step after each change of a finished or reopened ticket: expire_comments).
 """
 
 from __future__ import annotations
@@ -29,7 +33,7 @@ MAX_PAGES = 5  # a filtered page reads at most this many index pages before it r
 _ATTRIBUTES = {
     "subject": "subject", "description": "description", "priority": "priority", "status": "status",
     "group": "groupId", "assignee_id": "assigneeId", "assignee_name": "assigneeName", "deadline": "deadline",
-    "conversations": "conversations",
+    "conversations": "conversations", "expires_at": "expiresAt",
 }
 
 
@@ -56,6 +60,7 @@ def _ticket(values: dict) -> Ticket:
         # a history that is not a list is damaged (the escalation machine alerts on it): show it as such
         history=tuple(history) if isinstance(history, list) else ({"type": "damaged", "value": str(history)},),
         alert=values.get("alert"), version=int(values.get("version", 1)),
+        expires_at=int(values["expiresAt"]) if values.get("expiresAt") is not None else None,
     )
 
 
@@ -146,7 +151,8 @@ class DynamoTicketStore:
         key = {"pk": ticket_pk(ticket.workspace, ticket.id)}
         self.client.transact_write_items(TransactItems=[
             {"Put": {"TableName": self.table, "ConditionExpression": "attribute_not_exists(pk)",
-                     "Item": to_item({**key, "sk": f"CM#{comment['createdAt']}#{comment['commentId']}", **comment})}},
+                     "Item": to_item({**key, "sk": f"CM#{comment['createdAt']}#{comment['commentId']}", **comment,
+                                      "expiresAt": ticket.expires_at})}},
             {"Update": {"TableName": self.table, "Key": to_item({**key, "sk": TICKET_SK}),
                         "ConditionExpression": "attribute_exists(pk)",
                         "UpdateExpression": "SET #h = list_append(#h, :e), #u = :now ADD #v :one",
@@ -154,6 +160,34 @@ class DynamoTicketStore:
                         "ExpressionAttributeValues": to_item({":e": [event], ":now": event["at"], ":one": 1})}},
         ])
         return ticket
+
+    def expire_comments(self, workspace: str, ticket_id: str, expires_at: int | None) -> int:
+        """Give every comment of the ticket its TTL `expires_at` (None: none, the ticket was reopened). Idempotent;
+        the number of comments changed."""
+        changed, start = 0, None
+        pk = ticket_pk(workspace, ticket_id)
+        while True:
+            page = self.client.query(
+                TableName=self.table, KeyConditionExpression="pk = :pk AND begins_with(sk, :cm)",
+                ExpressionAttributeValues=to_item({":pk": pk, ":cm": "CM#"}), ConsistentRead=True,
+                ProjectionExpression="pk, sk, expiresAt", **({"ExclusiveStartKey": start} if start else {}))
+            for item in page.get("Items", []):
+                current = from_item(item).get("expiresAt")
+                if (None if current is None else int(current)) == expires_at:
+                    continue
+                update = {"UpdateExpression": "REMOVE expiresAt"} if expires_at is None else {
+                    "UpdateExpression": "SET expiresAt = :x", "ExpressionAttributeValues": to_item({":x": expires_at})}
+                try:  # only while the comment exists (an erasure may be deleting the ticket meanwhile)
+                    self.client.update_item(TableName=self.table, Key={"pk": item["pk"], "sk": item["sk"]},
+                                            ConditionExpression="attribute_exists(pk)", **update)
+                except ClientError as error:
+                    if error.response["Error"]["Code"] != "ConditionalCheckFailedException":
+                        raise
+                    continue
+                changed += 1
+            start = page.get("LastEvaluatedKey")
+            if not start:
+                return changed
 
     def comments(self, workspace: str, ticket_id: str) -> list[dict]:
         out, start = [], None
