@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from aws_cdk import Acknowledgment, Aws, Duration, Validations
 from aws_cdk import aws_apigateway as apigw
+from aws_cdk import aws_kms as kms
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
 from constructs import Construct, IDependable
@@ -31,10 +32,12 @@ class RestApi(Construct):
         *,
         handler: lambda_.IFunction,
         logging_ready: IDependable | None = None,
+        key: kms.IKey | None = None,
     ) -> None:
+        """``key`` encrypts the access log group and the web ACL's log group (the stack key)."""
         super().__init__(scope, construct_id)
 
-        self.access_logs = logs.LogGroup(self, "AccessLogs", retention=logs.RetentionDays.ONE_MONTH)
+        self.access_logs = logs.LogGroup(self, "AccessLogs", retention=logs.RetentionDays.ONE_MONTH, encryption_key=key)
         self.api = apigw.RestApi(
             self,
             "Api",
@@ -117,9 +120,28 @@ class RestApi(Construct):
                 reason="Integrators authenticate with API keys and kefu tokens, not a Cognito user pool.",
             ),
         )
+        Validations.of(self.api.deployment_stage).acknowledge(
+            Acknowledgment(
+                id="NIST.800.53.R5-APIGWCacheEnabledAndEncrypted",
+                reason=(
+                    "No stage cache: every response depends on the caller's token or API key and most hold a "
+                    "workspace's private data, so a cache keyed on the path could serve one caller's data to "
+                    "another; a cache cluster is also billed by the hour."
+                ),
+            ),
+            Acknowledgment(
+                id="NIST.800.53.R5-APIGWSSLEnabled",
+                reason=(
+                    "A stage's client certificate is what API Gateway presents to HTTP backends; this stage's "
+                    "only integrations are the Lambda proxy (invoked through IAM) and the CORS preflight's MOCK, "
+                    "so no backend would ever see it. Clients reach the stage over HTTPS only."
+                ),
+            ),
+        )
         # AWS WAF on the stage (AwsSolutions-APIG3): a per-address rate rule and the AWS managed
-        # common and known-bad-input rule groups, in front of the API keys and the usage plan.
-        self.web_acl = RestWebAcl(self, "Firewall")
+        # common and known-bad-input rule groups, in front of the API keys and the usage plan; its
+        # blocked and counted requests are logged (NIST.800.53.R5-WAFv2LoggingEnabled).
+        self.web_acl = RestWebAcl(self, "Firewall", key=key)
         self.web_acl_association = self.web_acl.associate("StageAssociation", self.api.deployment_stage.stage_arn)
 
     @property

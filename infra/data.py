@@ -1,11 +1,39 @@
-"""KMS key and the DynamoDB tables, built from ``kefu.schema.TABLES``."""
+"""KMS key and the DynamoDB tables, built from ``kefu.schema.TABLES``.
+
+The stack key also encrypts every CloudWatch Logs log group of the stack (cdk-nag
+NIST.800.53.R5-CloudWatchLogGroupEncrypted): its policy lets the CloudWatch Logs service
+of this region use it, only for log groups of this account and region (the
+``kms:EncryptionContext:aws:logs:arn`` condition, as the CloudWatch Logs guide shows).
+Writers (Lambda, API Gateway, OpenSearch, Step Functions, WAF) need no KMS permission:
+CloudWatch Logs encrypts and decrypts on their behalf.
+"""
 
 from __future__ import annotations
 
+from aws_cdk import Acknowledgment, Aws, Validations
 from aws_cdk import aws_dynamodb as dynamodb
+from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
 from constructs import Construct
 from kefu import schema
+
+# What CloudWatch Logs does with a log group's key (the guide's Encrypt*, Decrypt*, ReEncrypt*,
+# GenerateDataKey*, Describe* for a symmetric key, written out).
+LOGS_KEY_ACTIONS = [
+    "kms:Encrypt",
+    "kms:Decrypt",
+    "kms:ReEncryptFrom",
+    "kms:ReEncryptTo",
+    "kms:GenerateDataKey",
+    "kms:GenerateDataKeyWithoutPlaintext",
+    "kms:DescribeKey",
+]
+
+BACKUP_PLAN_REASON = (
+    "Point-in-time recovery (35 days, to the second) is on and the table is retained when the stack is deleted; "
+    "an AWS Backup plan would keep further copies of customers' conversations beyond the workspace's retention "
+    "and a customer's erasure (kefu.privacy). An organisation that requires one assigns it by AWS Backup policy."
+)
 
 _ATTRIBUTE_TYPES = {
     "S": dynamodb.AttributeType.STRING,
@@ -30,7 +58,30 @@ class Data(Construct):
         self.key = kms.Key(
             self,
             "Key",
-            description="kefu: encrypts tables, streams, secret, queues and topics of this stack",
+            description="kefu: encrypts tables, streams, secret, queues, topics and log groups of this stack",
+            enable_key_rotation=True,
+        )
+        self.key.add_to_resource_policy(
+            iam.PolicyStatement(
+                sid="AllowCloudWatchLogsOfThisAccountAndRegion",
+                principals=[iam.ServicePrincipal(f"logs.{Aws.REGION}.amazonaws.com")],
+                actions=LOGS_KEY_ACTIONS,
+                resources=["*"],
+                conditions={
+                    "ArnLike": {
+                        "kms:EncryptionContext:aws:logs:arn": (
+                            f"arn:{Aws.PARTITION}:logs:{Aws.REGION}:{Aws.ACCOUNT_ID}:log-group:*"
+                        )
+                    }
+                },
+            )
+        )
+        # personal data masked out of stored messages (kefu.pii): sealed with its own key, so that reading a table
+        # (a stream consumer, a backup, an operator with the table key) never yields it; only the API may decrypt
+        self.pii_key = kms.Key(
+            self,
+            "PiiKey",
+            description="kefu: seals personal data masked out of customers' messages (per-conversation context)",
             enable_key_rotation=True,
         )
 
@@ -57,4 +108,7 @@ class Data(Construct):
                     sort_key=_attribute(index.sort_key) if index.sort_key else None,
                     projection_type=dynamodb.ProjectionType.ALL,
                 )
+            Validations.of(table).acknowledge(
+                Acknowledgment(id="NIST.800.53.R5-DynamoDBInBackupPlan", reason=BACKUP_PLAN_REASON)
+            )
             self.tables[spec.id] = table

@@ -84,7 +84,14 @@ class ApiGatewayLogging(Construct):
                     "role needs every log group of this account and region (what the AWS managed "
                     "AmazonAPIGatewayPushToCloudWatchLogs policy grants, minus other regions)."
                 ),
-            )
+            ),
+            Acknowledgment(
+                id="NIST.800.53.R5-IAMNoInlinePolicy",
+                reason=(
+                    "Inline on purpose: the alternative is the AWS managed AmazonAPIGatewayPushToCloudWatchLogs "
+                    "policy (AwsSolutions-IAM4, every region); the role serves only API Gateway's account setting."
+                ),
+            ),
         )
         self.account = apigw.CfnAccount(self, "Account", cloud_watch_role_arn=self.role.role_arn)
 

@@ -15,6 +15,7 @@ from aws_cdk import aws_apigateway as apigw
 from aws_cdk import aws_apigatewayv2 as apigwv2
 from aws_cdk import aws_apigatewayv2_authorizers as authorizers
 from aws_cdk import aws_apigatewayv2_integrations as integrations
+from aws_cdk import aws_kms as kms
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
 from constructs import Construct, IDependable
@@ -73,7 +74,9 @@ def route_construct_id(route_key: str) -> str:
 
 
 class Realtime(Construct):
-    def __init__(self, scope: Construct, construct_id: str, *, logging_ready: IDependable | None = None) -> None:
+    def __init__(self, scope: Construct, construct_id: str, *, logging_ready: IDependable | None = None,
+                 key: kms.IKey | None = None) -> None:
+        """``key`` encrypts the access log group (the stack key)."""
         super().__init__(scope, construct_id)
 
         self.api = apigwv2.WebSocketApi(
@@ -83,7 +86,7 @@ class Realtime(Construct):
             route_selection_expression=schema.WS_ROUTE_SELECTION_EXPRESSION,
         )
 
-        self.access_logs = logs.LogGroup(self, "AccessLogs", retention=logs.RetentionDays.ONE_MONTH)
+        self.access_logs = logs.LogGroup(self, "AccessLogs", retention=logs.RetentionDays.ONE_MONTH, encryption_key=key)
         self.rate_limit = context_int(self, "kefu:wsRateLimit", THROTTLE_RATE_LIMIT, minimum=1, maximum=THROTTLE_MAX)
         self.burst_limit = context_int(
             self, "kefu:wsBurstLimit", THROTTLE_BURST_LIMIT, minimum=1, maximum=THROTTLE_MAX

@@ -1,7 +1,7 @@
 """A minimal but real OpenSearch domain for the knowledge base.
 
 One small data node, encrypted at rest with the stack key, node-to-node encryption,
-HTTPS only with TLS 1.2, slow and application logs in CloudWatch. Access is IAM only
+HTTPS only with TLS 1.2, slow and application logs in CloudWatch (log groups on the stack key). Access is IAM only
 (SigV4), nothing anonymous: the domain's access policy (``trust``) names exactly the
 execution roles of the functions whose schema entry has ``search``, each with the HTTP
 methods of its level (``SEARCH_ACTIONS``); ``functions.py`` grants the same actions in
@@ -52,9 +52,10 @@ class Search(Construct):
         instance_type = self.node.try_get_context("kefu:searchInstanceType") or DEFAULT_INSTANCE_TYPE
         self.domain_name = domain_name_for(stack.stack_name)
 
-        self.slow_search_logs = logs.LogGroup(self, "SlowSearchLogs", retention=logs.RetentionDays.ONE_MONTH)
-        self.slow_index_logs = logs.LogGroup(self, "SlowIndexLogs", retention=logs.RetentionDays.ONE_MONTH)
-        self.app_logs = logs.LogGroup(self, "AppLogs", retention=logs.RetentionDays.ONE_MONTH)
+        month = logs.RetentionDays.ONE_MONTH
+        self.slow_search_logs = logs.LogGroup(self, "SlowSearchLogs", retention=month, encryption_key=key)
+        self.slow_index_logs = logs.LogGroup(self, "SlowIndexLogs", retention=month, encryption_key=key)
+        self.app_logs = logs.LogGroup(self, "AppLogs", retention=month, encryption_key=key)
         log_groups = [self.slow_search_logs, self.slow_index_logs, self.app_logs]
 
         log_policy = logs.ResourcePolicy(
@@ -105,6 +106,12 @@ class Search(Construct):
                 "Not in a VPC: the functions run outside any VPC (no NAT cost on the message path) "
                 "and reach the domain over HTTPS with SigV4; the access policy only trusts the "
                 "execution roles of the functions with search access.",
+            ),
+            (
+                "NIST.800.53.R5-OpenSearchInVPCOnly",
+                "Not in a VPC: the functions that search run outside any VPC (the stack has none) and sign every "
+                "request (SigV4); the domain's access policy names only their execution roles, and it enforces "
+                "HTTPS with TLS 1.2, node-to-node encryption and KMS at rest.",
             ),
             (
                 "AwsSolutions-OS3",

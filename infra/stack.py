@@ -30,7 +30,7 @@ class KefuStack(Stack):
         self.layers = Layers(self, "Layers")
         self.api_gateway_logging = ApiGatewayLogging(self, "ApiGatewayLogging")
         # Before the functions: their environment names the buckets and the domain endpoint.
-        self.web = Web(self, "Web")  # and the access-log bucket
+        self.web = Web(self, "Web", key=self.data.key)  # and the access-log bucket
         self.storage = Storage(self, "Storage", key=self.data.key, log_bucket=self.web.log_bucket)
         self.search = Search(self, "Search", key=self.data.key)
 
@@ -38,11 +38,12 @@ class KefuStack(Stack):
         self.escalation = Escalation(self, "Escalation", tickets=self.data.tables[schema.TICKETS.id], key=self.data.key)
 
         # API and stage first: the functions need the callback URL, the routes the functions.
-        self.realtime = Realtime(self, "Realtime", logging_ready=self.api_gateway_logging)
+        self.realtime = Realtime(self, "Realtime", logging_ready=self.api_gateway_logging, key=self.data.key)
         self.functions = Functions(
             self,
             "Functions",
             key=self.data.key,
+            pii_key=self.data.pii_key,
             tables=self.data.tables,
             queues=self.queues.queues,
             buckets=self.storage.buckets,
@@ -61,6 +62,7 @@ class KefuStack(Stack):
             "Rest",
             handler=self.functions.functions[schema.REST_FUNCTION],
             logging_ready=self.api_gateway_logging,
+            key=self.data.key,
         )
         self.monitoring = Monitoring(
             self,

@@ -19,7 +19,7 @@ presigned policy, not CORS, is what limits an upload). Objects of the attachment
 
 from __future__ import annotations
 
-from aws_cdk import Duration, RemovalPolicy, Stack
+from aws_cdk import Acknowledgment, Duration, RemovalPolicy, Stack, Validations
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_s3 as s3
 from constructs import Construct
@@ -28,6 +28,19 @@ from kefu import schema
 NONCURRENT_EXPIRATION = Duration.days(30)
 INCOMPLETE_UPLOAD_EXPIRATION = Duration.days(7)
 CORS_MAX_AGE_S = 3600
+# Why each bucket has no cross-region replica (cdk-nag NIST.800.53.R5-S3BucketReplicationEnabled):
+# a bucket added to schema.BUCKETS needs its reason here (the synth fails without one).
+NO_REPLICATION_REASONS = {
+    "Models": (
+        "Derived data: kb_indexer trains every model again from the Knowledge table (point-in-time recovery), "
+        "and versions keep an overwritten model 30 days; the stack is single-region by design."
+    ),
+    "Attachments": (
+        "Customers' files: a replica in another region would double them and would have to follow each "
+        "workspace's retention and every customer's erasure too; versions keep a deleted or overwritten object "
+        "30 days, and the stack is single-region by design."
+    ),
+}
 
 
 def check_references() -> None:
@@ -55,6 +68,8 @@ class Storage(Construct):
         for spec in schema.BUCKETS.values():
             browser = spec.browser_access
             retention = self.node.try_get_context("kefu:attachmentRetentionDays") if browser else None
+            if spec.id not in NO_REPLICATION_REASONS:
+                raise ValueError(f"bucket {spec.id}: add why it has no replica to storage.NO_REPLICATION_REASONS")
             self.buckets[spec.id] = s3.Bucket(
                 self,
                 spec.id,
@@ -76,6 +91,9 @@ class Storage(Construct):
                 server_access_logs_bucket=log_bucket,
                 server_access_logs_prefix=access_log_prefix(spec),
                 removal_policy=RemovalPolicy.RETAIN,
+            )
+            Validations.of(self.buckets[spec.id]).acknowledge(
+                Acknowledgment(id="NIST.800.53.R5-S3BucketReplicationEnabled", reason=NO_REPLICATION_REASONS[spec.id])
             )
 
     def _web_origins(self) -> list[str]:

@@ -15,6 +15,15 @@ The web ACL holds three rules, in this order:
 Every rule and the web ACL publish CloudWatch metrics (namespace ``AWS/WAFV2``, dimension
 ``WebACL`` = the ACL's name) and keep sampled requests.
 
+The requests a rule blocks or counts are logged (``LoggingConfiguration``; allowed requests are
+dropped from the log) to the log group ``aws-waf-logs-<stack>-rest-<id>`` (WAF requires the prefix;
+the id, from the stack's id, keeps the name free when a stack of the same name is created again),
+encrypted with the stack key, kept a month: a false positive of a managed rule (a 403 the api
+function never sees) shows there with the rule that matched. The Authorization, X-Api-Key and
+X-Kefu-Step-Up headers, cookies and the query string are redacted from the log. On the first
+deployment WAF adds a CloudWatch Logs resource policy that lets its log delivery write to the
+group (PutLoggingConfiguration does it, with the deploying role's logs:PutResourcePolicy).
+
 WAF cannot be associated with API Gateway WebSocket APIs (only REST APIs, ALB, AppSync,
 Cognito, App Runner, Verified Access and, with a CLOUDFRONT-scope ACL in us-east-1,
 CloudFront): the WebSocket API is limited by its stage throttling (``kefu:wsRateLimit`` /
@@ -23,7 +32,9 @@ CloudFront): the WebSocket API is limited by its stage throttling (``kefu:wsRate
 
 from __future__ import annotations
 
-from aws_cdk import Stack
+from aws_cdk import ArnFormat, Aws, Fn, Stack
+from aws_cdk import aws_kms as kms
+from aws_cdk import aws_logs as logs
 from aws_cdk import aws_wafv2 as wafv2
 from constructs import Construct
 
@@ -46,6 +57,10 @@ MANAGED_RULE_GROUPS = (  # (rule name, managed rule group), in priority order af
 RATE_RULE = "RatePerIp"
 # every rule's name, in priority order; also its CloudWatch metric name (dimension Rule)
 WAF_RULES = (RATE_RULE, *(name for name, _ in MANAGED_RULE_GROUPS))
+# the log: what a rule did (allowed requests are dropped), without credentials or query strings
+LOGGED_ACTIONS = ("BLOCK", "COUNT")
+REDACTED_HEADERS = ("authorization", "x-api-key", "x-kefu-step-up", "cookie")
+LOG_GROUP_PREFIX = "aws-waf-logs-"  # WAF only delivers to log groups named so
 
 
 def _visibility(metric_name: str) -> wafv2.CfnWebACL.VisibilityConfigProperty:
@@ -57,7 +72,8 @@ def _visibility(metric_name: str) -> wafv2.CfnWebACL.VisibilityConfigProperty:
 class RestWebAcl(Construct):
     """A REGIONAL web ACL, associated with REST API stages by ``associate``."""
 
-    def __init__(self, scope: Construct, construct_id: str) -> None:
+    def __init__(self, scope: Construct, construct_id: str, *, key: kms.IKey | None = None) -> None:
+        """``key`` encrypts the log group of blocked and counted requests (the stack key)."""
         super().__init__(scope, construct_id)
         self.rate_limit = context_int(
             self, "kefu:wafRateLimit", DEFAULT_RATE_LIMIT, minimum=RATE_LIMIT_RANGE[0], maximum=RATE_LIMIT_RANGE[1]
@@ -110,6 +126,42 @@ class RestWebAcl(Construct):
             rules=rules,
         )
         self.associations: list[wafv2.CfnWebACLAssociation] = []
+
+        # The stack id's UUID part: unique per creation, so a stack deleted (its log group retained) and
+        # created again under the same name does not collide with the old group.
+        unique = Fn.select(0, Fn.split("-", Fn.select(2, Fn.split("/", Aws.STACK_ID))))
+        self.log_group_name = f"{LOG_GROUP_PREFIX}{Stack.of(self).stack_name}-rest-{unique}"
+        self.log_group = logs.LogGroup(
+            self, "Logs", log_group_name=self.log_group_name, retention=logs.RetentionDays.ONE_MONTH, encryption_key=key
+        )
+        self.logging = wafv2.CfnLoggingConfiguration(
+            self,
+            "Logging",
+            resource_arn=self.web_acl.attr_arn,
+            # the group's ARN without the ":*" that LogGroup.log_group_arn ends with (WAF refuses it)
+            log_destination_configs=[
+                Stack.of(self).format_arn(
+                    service="logs", resource="log-group", resource_name=self.log_group_name,
+                    arn_format=ArnFormat.COLON_RESOURCE_NAME,
+                )
+            ],
+            logging_filter={
+                "DefaultBehavior": "DROP",
+                "Filters": [
+                    {
+                        "Behavior": "KEEP",
+                        "Requirement": "MEETS_ANY",
+                        "Conditions": [{"ActionCondition": {"Action": action}} for action in LOGGED_ACTIONS],
+                    }
+                ],
+            },
+            redacted_fields=[
+                *(wafv2.CfnLoggingConfiguration.FieldToMatchProperty(single_header={"Name": name})
+                  for name in REDACTED_HEADERS),
+                wafv2.CfnLoggingConfiguration.FieldToMatchProperty(query_string={}),
+            ],
+        )
+        self.logging.node.add_dependency(self.log_group)
 
     @property
     def arn(self) -> str:

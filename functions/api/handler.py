@@ -1612,8 +1612,9 @@ def experiment_assignments(
     store_ = _experiment_store()
     now = now_iso()
     wanted = set(expose.split(",")) if expose else set()
+    keep_days = wiring.retention_days(workspace)  # the visitor's markers expire with the workspace's retention
     if not wanted:
-        store_.mark_seen(workspace, who.id, now)
+        store_.mark_seen(workspace, who.id, now, retention_days=keep_days)
     out = []
     for experiment in store_.list(workspace):
         variant = experiments.assign(experiment, who.id)
@@ -1623,7 +1624,7 @@ def experiment_assignments(
         row = {"experimentId": experiment.id, "kind": experiment.kind, "variantId": variant.id,
                "value": variant.value, "rolledOut": experiment.winner is not None, "running": running}
         if experiment.id in wanted:
-            row["exposed"] = running and store_.expose(experiment, who.id, variant.id, now)
+            row["exposed"] = running and store_.expose(experiment, who.id, variant.id, now, retention_days=keep_days)
         out.append(row)
     return {"visitorKey": who.id, "assignments": out}
 
@@ -1706,9 +1707,10 @@ def _business_event(workspace: str, customer_id: str, body: BusinessEventIn) -> 
     event = {"eventId": body.eventId, "type": body.type, "value": round(body.value, 6), "currency": body.currency,
              "at": at, "customerId": customer_id, "conversationId": credited}
     store_ = _experiment_store()
-    if not store_.record_event(workspace, customer_id, event, retention_days=wiring.retention_days(workspace)):
+    keep_days = wiring.retention_days(workspace)
+    if not store_.record_event(workspace, customer_id, event, retention_days=keep_days):
         return {"eventId": body.eventId, "duplicate": True, "conversationId": None, "experiments": []}
-    counted = store_.record_conversions(store_.list(workspace), customer_id, body.eventId, at)
+    counted = store_.record_conversions(store_.list(workspace), customer_id, body.eventId, at, retention_days=keep_days)
     return {"eventId": body.eventId, "duplicate": False, "conversationId": credited, "experiments": counted}
 
 

@@ -105,6 +105,36 @@ def test_the_web_acl_is_associated_with_the_rest_stage(synthesized, web_acl):
     assert synthesized.logical_id(synthesized.stack.rest.api.deployment_stage) == stage
 
 
+def test_the_web_acl_logs_blocked_and_counted_requests_without_credentials(synthesized, web_acl):
+    acl_id, _ = web_acl
+    (config,) = synthesized.of_type("AWS::WAFv2::LoggingConfiguration").values()
+    props = config["Properties"]
+    assert props["ResourceArn"] == {"Fn::GetAtt": [acl_id, "Arn"]}
+    # to a log group named as WAF requires, by the ARN without LogGroup.log_group_arn's ":*"
+    (destination,) = props["LogDestinationConfigs"]
+    arn = _joined_with_refs(destination)
+    assert arn.startswith("arn:<AWS::Partition>:logs:<AWS::Region>:<AWS::AccountId>:log-group:aws-waf-logs-Kefu-rest-")
+    assert not arn.endswith(":*")
+    groups = {k: g for k, g in synthesized.of_type("AWS::Logs::LogGroup").items()
+              if "aws-waf-logs-" in json.dumps(g["Properties"].get("LogGroupName"))}
+    ((group_id, group),) = groups.items()
+    assert arn.endswith(_joined_with_refs(group["Properties"]["LogGroupName"]))
+    assert group_id in config.get("DependsOn", [])
+    key = synthesized.logical_id(synthesized.stack.data.key)
+    assert refs(group["Properties"]["KmsKeyId"]) == {key} and group["Properties"]["RetentionInDays"] == 30
+    # only what a rule blocked or counted; allowed requests are dropped
+    assert props["LoggingFilter"] == {
+        "DefaultBehavior": "DROP",
+        "Filters": [{"Behavior": "KEEP", "Requirement": "MEETS_ANY",
+                     "Conditions": [{"ActionCondition": {"Action": "BLOCK"}},
+                                    {"ActionCondition": {"Action": "COUNT"}}]}],
+    }
+    redacted = props["RedactedFields"]
+    assert {"QueryString": {}} in redacted
+    assert {f["SingleHeader"]["Name"] for f in redacted if "SingleHeader" in f} >= {
+        "authorization", "x-api-key", "x-kefu-step-up"}
+
+
 def test_the_waf_rate_limit_comes_from_context():
     stack = _small_app({"kefu:wafRateLimit": "5000"})  # `cdk synth -c kefu:wafRateLimit=5000` passes a string
     acl = RestWebAcl(stack, "Waf")

@@ -70,6 +70,7 @@ def ids(synthesized):
     return {
         "tables": {tid: synthesized.logical_id(t) for tid, t in stack.data.tables.items()},
         "key": synthesized.logical_id(stack.data.key),
+        "pii_key": synthesized.logical_id(stack.data.pii_key),
         "functions": {n: synthesized.logical_id(f) for n, f in stack.functions.functions.items()},
         "roles": {n: synthesized.logical_id(r) for n, r in stack.functions.roles.items()},
         "layers": {synthesized.logical_id(stack.layers.domain), synthesized.logical_id(stack.layers.dependencies)},
@@ -110,9 +111,26 @@ def actions_of(statements: list[dict]) -> set[str]:
 # ---------------------------------------------------------------- data
 
 
-def test_key_is_customer_managed_and_rotated(template):
-    template.resource_count_is("AWS::KMS::Key", 1)
-    template.has_resource_properties("AWS::KMS::Key", {"EnableKeyRotation": True})
+def test_keys_are_customer_managed_and_rotated(synthesized, ids):
+    keys = synthesized.of_type("AWS::KMS::Key")
+    assert set(keys) == {ids["key"], ids["pii_key"]}  # the stack's key; personal data sealed out of messages
+    assert all(key["Properties"]["EnableKeyRotation"] is True for key in keys.values())
+
+
+def test_only_functions_that_mask_use_the_pii_key_and_only_the_api_decrypts(role_statements, ids, synthesized):
+    context = {"StringLike": {f"kms:EncryptionContext:{name}": "*" for name in schema.PII_CONTEXT_KEYS}}
+    for spec in schema.FUNCTIONS:
+        env = synthesized.resources[ids["functions"][spec.name]]["Properties"]["Environment"]["Variables"]
+        on_key = [s for s in role_statements[spec.name] if ids["pii_key"] in json.dumps(s.get("Resource"))]
+        if spec.pii is None:
+            assert on_key == [] and schema.ENV_PII_KEY_ID not in env, spec.name
+            continue
+        assert refs(env[schema.ENV_PII_KEY_ID]) == {ids["pii_key"]}, spec.name
+        (statement,) = on_key
+        assert statement["Condition"] == context and refs(statement["Resource"]) == {ids["pii_key"]}
+        expected = {"kms:Encrypt"} | ({"kms:Decrypt"} if spec.pii == "open" else set())
+        assert set(as_list(statement["Action"])) == expected, spec.name
+    assert {s.name: s.pii for s in schema.FUNCTIONS if s.pii} == {"ws_message": "seal", "api": "open"}
 
 
 def test_one_table_per_schema_entry(synthesized):
@@ -226,6 +244,8 @@ def test_function_matches_schema(synthesized, ids, spec):
     if spec.escalations:
         expected.add(schema.ENV_ESCALATION_ARN)
         assert env[schema.ENV_ESCALATION_ARN] == {"Ref": ids["escalation"]}  # Ref of a state machine is its ARN
+    if spec.pii:
+        expected.add(schema.ENV_PII_KEY_ID)  # its grant: test_only_functions_that_mask_use_the_pii_key...
     expected |= set(spec.extra_env)
     assert set(env) == expected
     assert env["POWERTOOLS_SERVICE_NAME"] == "kefu"
@@ -251,6 +271,26 @@ def test_function_log_groups_have_retention(synthesized, ids):
 def test_every_log_group_has_retention(synthesized):
     for logical, group in synthesized.of_type("AWS::Logs::LogGroup").items():
         assert group["Properties"].get("RetentionInDays"), logical
+
+
+def test_every_log_group_is_encrypted_with_the_stack_key(synthesized, ids):
+    groups = synthesized.of_type("AWS::Logs::LogGroup")
+    assert len(groups) >= len(schema.FUNCTIONS) + 6  # the functions', both APIs', OpenSearch's, ..., the WAF log
+    for logical, group in groups.items():
+        assert refs(group["Properties"].get("KmsKeyId")) == {ids["key"]}, logical
+
+
+def test_the_key_lets_cloudwatch_logs_use_it_for_this_accounts_log_groups_only(synthesized, ids):
+    statements = synthesized.resources[ids["key"]]["Properties"]["KeyPolicy"]["Statement"]
+    (statement,) = [s for s in statements if "logs." in json.dumps(s.get("Principal"))]
+    assert _joined(statement["Principal"]["Service"]) == "logs..amazonaws.com"  # logs.<region>.amazonaws.com
+    assert not any("*" in action for action in as_list(statement["Action"]))
+    assert {"kms:Encrypt", "kms:Decrypt", "kms:GenerateDataKey"} <= set(as_list(statement["Action"]))
+    (arn,) = statement["Condition"]["ArnLike"].values()
+    assert list(statement["Condition"]["ArnLike"]) == ["kms:EncryptionContext:aws:logs:arn"]
+    assert _joined(arn) == "arn::logs:::log-group:*"  # partition, region and account are this stack's
+    assert {p["Ref"] for p in arn["Fn::Join"][1] if isinstance(p, dict)} == {
+        "AWS::Partition", "AWS::Region", "AWS::AccountId"}
 
 
 # ---------------------------------------------------------------- least privilege
@@ -365,11 +405,14 @@ def test_no_wildcard_actions_on_function_roles(role_statements):
             assert "*" not in action, f"{name}: {action}"
 
 
-def test_kms_use_is_limited_to_services(role_statements):
+def test_kms_use_is_limited_to_services(role_statements, ids):
+    """The stack key only through the services it encrypts; the PII key (called directly) only with its context."""
     for name, statements in role_statements.items():
         for statement in statements:
             if any(a.startswith("kms:") for a in as_list(statement["Action"])):
-                assert "kms:ViaService" in json.dumps(statement.get("Condition", {})), name
+                condition = json.dumps(statement.get("Condition", {}))
+                direct = refs(statement["Resource"]) == {ids["pii_key"]}
+                assert ("kms:EncryptionContext:kefu:" if direct else "kms:ViaService") in condition, name
 
 
 @pytest.mark.parametrize("spec", schema.FUNCTIONS, ids=lambda f: f.name)
@@ -519,6 +562,16 @@ def test_only_browser_buckets_answer_browsers(synthesized, ids, spec):
     assert any(refs(origin) == {distribution} and _joined(origin).startswith("https://")
                for origin in rule["AllowedOrigins"]), rule["AllowedOrigins"]
     assert "*" not in rule.get("AllowedHeaders", [])
+
+
+def test_access_log_bucket_keeps_versions(synthesized, ids):
+    """A deleted or overwritten log file stays recoverable 30 days (NIST 800-53 R5 S3BucketVersioningEnabled)."""
+    props = synthesized.resources[ids["log_bucket"]]["Properties"]
+    assert props["VersioningConfiguration"] == {"Status": "Enabled"}
+    rules = props["LifecycleConfiguration"]["Rules"]
+    assert any(r.get("ExpirationInDays") == 90 and r.get("NoncurrentVersionExpiration") == {"NoncurrentDays": 30}
+               for r in rules)
+    assert any(r.get("ExpiredObjectDeleteMarker") is True for r in rules)
 
 
 def test_access_log_bucket_accepts_the_storage_logs(synthesized, ids):

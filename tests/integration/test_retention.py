@@ -126,3 +126,35 @@ def test_business_events_expire_with_the_workspaces_retention_at_most_400_days(w
         assert stored.status_code == 200 and stored.json()["duplicate"] is False, stored.text
         after = int(time.time())
         assert before + expected <= _event_expiry(desk, visitor, event_id) <= after + expected, days
+
+
+def test_a_visitors_experiment_markers_expire_with_the_workspaces_retention(world):
+    """Seen, exposed, converted and bought: every per-visitor marker carries the workspace's TTL (the per-variant
+    counters, which hold no identity, do not)."""
+    desk = Desk(world, retention_days=1)
+    created = desk.call("POST", "/experiments", "ada", json={
+        "name": "greeting", "kind": "greeting", "variants": [{"id": "a", "weight": 1, "value": "hi"},
+                                                             {"id": "b", "weight": 1, "value": "hello"}]})
+    assert created.status_code == 201, created.text
+    experiment = created.json()["experimentId"]
+    assert desk.call("POST", f"/experiments/{experiment}/start", "ada").ok
+    visitor = "v-" + secrets.token_hex(3)
+    before = int(time.time())
+    assert desk.call("GET", "/experiments/assignments", visitor, kind="visitor").ok  # seen
+    exposed = desk.call("GET", "/experiments/assignments", visitor, kind="visitor", params={"expose": experiment})
+    assert exposed.json()["assignments"][0]["exposed"] is True, exposed.text
+    variant = exposed.json()["assignments"][0]["variantId"]
+    event = desk.call("POST", "/events", visitor, kind="visitor", json={"eventId": "o-1", "type": "order_placed"})
+    assert event.status_code == 200 and event.json()["duplicate"] is False, event.text
+    after = int(time.time())
+    ws = world.workspace
+    keys = {"seen": (f"{ws}#SEEN", visitor), "bought": (f"{ws}#BUY", visitor),
+            "exposed": (f"{ws}#EXP#{experiment}", f"X#{visitor}"), "converted": (f"{ws}#EXP#{experiment}", f"C#{visitor}"),
+            "counters": (f"{ws}#EXP#{experiment}", f"N#{variant}")}
+    stored = {name: desk.dynamodb.get_item(TableName=schema.METRICS.local_name, ConsistentRead=True,
+                                           Key={"pk": {"S": pk}, "sk": {"S": sk}}).get("Item")
+              for name, (pk, sk) in keys.items()}
+    assert all(stored.values()), {k: bool(v) for k, v in stored.items()}
+    for name in ("seen", "bought", "exposed", "converted"):
+        assert before + DAY_S <= int(stored[name]["expiresAt"]["N"]) <= after + DAY_S, name
+    assert "expiresAt" not in stored["counters"]

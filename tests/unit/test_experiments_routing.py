@@ -44,7 +44,7 @@ class FakeExperiments:
             raise RuntimeError("DynamoDB is down")
         return [e for e in self.listed if e.workspace == workspace]
 
-    def expose(self, experiment, visitor_key, variant_id, at):
+    def expose(self, experiment, visitor_key, variant_id, at, retention_days=None):
         if (experiment.id, visitor_key) in self.exposures:
             return False
         self.exposures[(experiment.id, visitor_key)] = variant_id

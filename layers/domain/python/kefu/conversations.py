@@ -247,7 +247,8 @@ class ConversationService:
             return race.conversation_id, None
         if exposure is not None and exposure[0].status == "running":
             try:
-                self.experiments.expose(exposure[0], who.id, exposure[1].id, conversation.opened_at)
+                self.experiments.expose(exposure[0], who.id, exposure[1].id, conversation.opened_at,
+                                        retention_days=conversation.retention_days)
             except Exception:  # noqa: BLE001 - a lost exposure costs a statistic, not the conversation
                 log.exception("could not log the routing experiment's exposure")
         return conversation.id, conversation

@@ -12,6 +12,8 @@ Metrics table (no expiry unless said):
   it expires (expiresAt) the workspace's retention after it is stored, at most 400 days (kefu.retention);
 - pk "{ws}#SEEN", sk visitorKey: visitors the widget has seen (first time); pk "{ws}#BUY", sk visitorKey:
   visitors with at least one business event (the first one) - chatted vs. not-chatted conversion.
+The per-visitor markers (X#, C#, SEEN, BUY) expire like business events: the workspace's retention after they are
+written, at most 400 days. A visitor seen again after that counts as new (the counters, without identity, stay).
 """
 
 from __future__ import annotations
@@ -91,13 +93,15 @@ class ExperimentStore:
 
     # ------------------------------------------------------------ exposures and conversions
 
-    def expose(self, experiment: Experiment, visitor_key: str, variant_id: str, at: str) -> bool:
+    def expose(self, experiment: Experiment, visitor_key: str, variant_id: str, at: str,
+               retention_days: int | None = None) -> bool:
         """Log the visitor's first exposure and count it; False (and nothing written) if it was logged before."""
         pk = counters_pk(experiment.workspace, experiment.id)
-        return self._once(pk, f"X#{visitor_key}", {"variant": variant_id, "at": at}, variant_id, "exposures")
+        return self._once(pk, f"X#{visitor_key}", {"variant": variant_id, "at": at}, variant_id, "exposures",
+                          _expires(retention_days))
 
     def record_conversions(self, experiments: list[Experiment], visitor_key: str, event_id: str,
-                           event_at: str) -> list[str]:
+                           event_at: str, retention_days: int | None = None) -> list[str]:
         """Count a conversion in each experiment the visitor was exposed to within its window before the
         event, once per (experiment, visitor). The ids of the experiments that counted it."""
         counted = []
@@ -111,7 +115,8 @@ class ExperimentStore:
             if not within_window(exposure["at"], event_at, experiment.window_s):
                 continue
             if self._once(pk, f"C#{visitor_key}", {"variant": exposure["variant"], "eventId": event_id,
-                                                   "at": event_at}, exposure["variant"], "conversions"):
+                                                   "at": event_at}, exposure["variant"], "conversions",
+                          _expires(retention_days)):
                 counted.append(experiment.id)
         return counted
 
@@ -120,11 +125,11 @@ class ExperimentStore:
         return {v["sk"][2:]: (int(v.get("exposures", 0)), int(v.get("conversions", 0)))
                 for v in self._query(self.metrics, counters_pk(workspace, experiment_id), "N#", consistent=True)}
 
-    def _once(self, pk: str, marker_sk: str, fields: dict, variant_id: str, counter: str) -> bool:
+    def _once(self, pk: str, marker_sk: str, fields: dict, variant_id: str, counter: str, expires: int) -> bool:
         try:
             self.client.transact_write_items(TransactItems=[
                 {"Put": {"TableName": self.metrics, "ConditionExpression": "attribute_not_exists(pk)",
-                         "Item": to_item({"pk": pk, "sk": marker_sk, **fields})}},
+                         "Item": to_item({"pk": pk, "sk": marker_sk, **fields, "expiresAt": expires})}},
                 {"Update": {"TableName": self.metrics, "Key": to_item({"pk": pk, "sk": f"N#{variant_id}"}),
                             "UpdateExpression": "ADD #c :one", "ExpressionAttributeNames": {"#c": counter},
                             "ExpressionAttributeValues": to_item({":one": 1})}},
@@ -137,19 +142,18 @@ class ExperimentStore:
 
     # ------------------------------------------------------------ visitors and business events
 
-    def mark_seen(self, workspace: str, visitor_key: str, at: str) -> bool:
-        return self._put_once(f"{workspace}#SEEN", visitor_key, {"at": at})
+    def mark_seen(self, workspace: str, visitor_key: str, at: str, retention_days: int | None = None) -> bool:
+        return self._put_once(f"{workspace}#SEEN", visitor_key, {"at": at}, expires=_expires(retention_days))
 
     def record_event(self, workspace: str, visitor_key: str, event: dict, retention_days: int | None = None) -> bool:
         """Store a business event once per (workspace, visitor, eventId); False if it was already stored.
         It expires the workspace's `retention_days` from now (at most 400 days; 400 without one).
         The visitor's first event also marks them as converted."""
-        import time
-
-        expires = retention.event_expires_at(time.time(), retention_days)
+        expires = _expires(retention_days)
         stored = self._put_once(f"{workspace}#V#{visitor_key}", f"EV#{event['eventId']}", event, expires=expires)
         if stored:
-            self._put_once(f"{workspace}#BUY", visitor_key, {"at": event["at"], "eventId": event["eventId"]})
+            self._put_once(f"{workspace}#BUY", visitor_key, {"at": event["at"], "eventId": event["eventId"]},
+                           expires=expires)
         return stored
 
     def visitors(self, workspace: str, which: str) -> set[str]:
@@ -181,3 +185,10 @@ class ExperimentStore:
             start = page.get("LastEvaluatedKey")
             if not start or (limit is not None and len(out) >= limit):
                 return out[:limit] if limit is not None else out
+
+
+def _expires(retention_days: int | None) -> int:
+    """A per-visitor record's TTL: the workspace's retention from now, at most 400 days (kefu.retention)."""
+    import time
+
+    return retention.event_expires_at(time.time(), retention_days)
