@@ -65,6 +65,7 @@ KefuI18n.add({
     // rating the bot's answers
     helpfulQuestion: "这个回答有帮助吗？",
     helpfulShort: "有帮助吗？",
+    maskedNote: "为保护您的隐私，手机号、证件号、银行卡号和邮箱已遮盖保存",
     helpful: "👍 有帮助",
     notHelpful: "👎 没帮助",
     thanksFeedback: "谢谢您的反馈",
@@ -139,6 +140,7 @@ KefuI18n.add({
     invalidToken: "The identity token is invalid or expired",
     helpfulQuestion: "Was this answer helpful?",
     helpfulShort: "Helpful?",
+    maskedNote: "For your privacy, phone, ID and card numbers and e-mail addresses are stored masked",
     helpful: "👍 Helpful",
     notHelpful: "👎 Not helpful",
     thanksFeedback: "Thanks for your feedback",

@@ -1,7 +1,8 @@
 """Masked personal data in the agent console (issue 8, kefu.pii): in a workspace with maskPii a customer's phone and
 card numbers reach the console masked, tagged as such; "Show original" asks the server, which refuses an agent
 while only supervisors may see originals (the refusal shows in the bubble) and shows it once the workspace lets
-the conversation's agent see them; "Hide original" masks it again."""
+the conversation's agent see them; "Hide original" masks it again. The customer's own chat, reopened, shows the
+masked text with a note saying why."""
 
 from __future__ import annotations
 
@@ -52,5 +53,14 @@ def test_an_agent_sees_masked_text_and_the_original_only_when_allowed(new_page, 
         assert axe_violations(page) == []
         bubble.get_by_role("button", name="Hide original").click()
         expect(bubble.locator(".text")).to_have_text(MASKED)
+
+        # the customer's own chat (reopened: its history comes from the server) says why the numbers show as ****
+        chat = new_page(locale="en-US")
+        chat.goto(f"{desk.stack.base_url}/customer.html?workspace={desk.ws}#token={desk.token('visitor', 'cust-pii', name='王五')}")
+        own = chat.locator(f"#log li.msg[data-seq='{ack['seq']}']")
+        expect(own.locator(".text")).to_have_text(MASKED, timeout=20_000)
+        expect(own.locator(".masked-note")).to_have_text(
+            "For your privacy, phone, ID and card numbers and e-mail addresses are stored masked")
+        screenshot(chat, "customer-masked-message")
     finally:
         customer.close()
