@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 from kefu import step_up, tokens
 from kefu.models import Agent
+from playwright.sync_api import expect
 
 CHROMIUM = os.environ.get("KEFU_CHROMIUM", "/usr/bin/chromium")
 # the launch flags that work on these machines (no sandbox as root, no GPU, no background traffic)
@@ -158,3 +159,21 @@ def verify_in_console(page, authenticator: Authenticator) -> None:
     page.fill("#su-code", authenticator.code())
     page.click("#su-submit")
     expect(dialog).to_be_hidden()
+
+
+def open_console(new_page, place, agent_id: str, locale: str = "en-US", viewport=None, accept_dialogs: bool = False):
+    """The agent console of `place` (a Desk or a shop: .stack, .token) signed in as this agent, once it is ready."""
+    page = new_page(locale=locale, viewport=viewport)
+    if accept_dialogs:
+        page.on("dialog", lambda dialog: dialog.accept())  # confirm() prompts (start / stop an experiment...)
+    page.goto(f"{place.stack.base_url}/agent.html#token={place.token('agent', agent_id)}")
+    expect(page.locator("#presence")).to_be_enabled()
+    return page
+
+
+def open_view(page, name: str, title: str) -> None:
+    """A console view by its tab's name (shown once the first snapshot gives the role); focus goes to its title."""
+    tab = page.get_by_role("button", name=name, exact=True)
+    expect(tab).to_be_visible(timeout=20_000)
+    tab.click()
+    expect(page.locator(title)).to_be_focused()

@@ -14,7 +14,7 @@ from playwright.sync_api import expect
 
 from kefu.models import Agent
 
-from .conftest import Desk, axe_violations, screenshot
+from .conftest import Desk, axe_violations, open_console, open_view, screenshot
 
 
 @pytest.fixture(scope="module")
@@ -24,18 +24,8 @@ def shop(stack, store, signing_key):
     return desk
 
 
-def console(new_page, shop, agent_id: str, locale: str = "en-US", viewport=None):
-    page = new_page(locale=locale, viewport=viewport)
-    page.goto(f"{shop.stack.base_url}/agent.html#token={shop.token('agent', agent_id)}")
-    expect(page.locator("#presence")).to_be_enabled()
-    return page
-
-
 def open_settings(page, name="Settings"):
-    tab = page.get_by_role("button", name=name, exact=True)
-    expect(tab).to_be_visible(timeout=20_000)  # once the first snapshot says "admin"
-    tab.click()
-    expect(page.locator("#st-title")).to_be_focused()
+    open_view(page, name, "#st-title")
 
 
 def rest(shop, path: str) -> dict:
@@ -45,7 +35,8 @@ def rest(shop, path: str) -> dict:
 
 
 def test_an_admin_changes_privacy_survey_and_quick_replies(new_page, shop):
-    page = console(new_page, shop, "admin", viewport={"width": 1280, "height": 1900})  # the screenshots show it all
+    # the screenshots show it all
+    page = open_console(new_page, shop, agent_id="admin", viewport={"width": 1280, "height": 1900})
     open_settings(page)
     view = page.locator("#view-settings")
 
@@ -189,11 +180,11 @@ def test_an_admin_changes_privacy_survey_and_quick_replies(new_page, shop):
 
 
 def test_agents_and_supervisors_do_not_see_settings(new_page, shop):
-    sue = console(new_page, shop, "sue")
+    sue = open_console(new_page, shop, agent_id="sue")
     expect(sue.get_by_role("button", name="Experiments", exact=True)).to_be_visible(timeout=20_000)
     expect(sue.get_by_role("button", name="Settings", exact=True)).to_be_hidden()
 
-    agent = console(new_page, shop, "agent-1")
+    agent = open_console(new_page, shop, agent_id="agent-1")
     expect(agent.get_by_role("tab", name="Queue")).to_be_visible()
     agent.wait_for_timeout(6000)  # a snapshot poll has answered
     expect(agent.get_by_role("button", name="Settings", exact=True)).to_be_hidden()

@@ -15,7 +15,7 @@ from playwright.sync_api import expect
 from kefu import experiments as ab
 from kefu.models import Agent
 
-from .conftest import Desk, axe_violations, screenshot
+from .conftest import Desk, axe_violations, open_console, open_view, screenshot
 
 # exposures and conversions per variant the test produces: "warm" is significantly better, "short" is not
 PLAN = {"control": (20, 2), "warm": (20, 9), "short": (20, 3)}
@@ -29,19 +29,8 @@ def shop(stack, store, signing_key):
     return desk
 
 
-def console(new_page, shop, agent_id: str, locale: str = "en-US"):
-    page = new_page(locale=locale)
-    page.on("dialog", lambda dialog: dialog.accept())  # the confirmations of start / stop / roll-out
-    page.goto(f"{shop.stack.base_url}/agent.html#token={shop.token('agent', agent_id)}")
-    expect(page.locator("#presence")).to_be_enabled()
-    return page
-
-
 def open_experiments(page, name="Experiments"):
-    tab = page.get_by_role("button", name=name, exact=True)
-    expect(tab).to_be_visible(timeout=20_000)  # once the first snapshot says "supervisor"
-    tab.click()
-    expect(page.locator("#ex-title")).to_be_focused()
+    open_view(page, name, "#ex-title")
 
 
 # ---------------------------------------------------------------- what the page should show (its formats)
@@ -103,7 +92,7 @@ def produce(shop, experiment: dict) -> None:
 
 
 def test_an_admin_creates_runs_and_rolls_out_an_experiment(new_page, shop):
-    page = console(new_page, shop, "admin")
+    page = open_console(new_page, shop, accept_dialogs=True, agent_id="admin")
     open_experiments(page)
     view = page.locator("#view-experiments")
     expect(view.get_by_role("status").first).to_have_text("No experiments yet")
@@ -221,7 +210,7 @@ def test_a_stale_action_reloads_and_supervisors_only_read(new_page, shop):
     assert created.status_code == 201, created.text
     eid = created.json()["experimentId"]
 
-    page = console(new_page, shop, "admin")
+    page = open_console(new_page, shop, accept_dialogs=True, agent_id="admin")
     open_experiments(page)
     page.get_by_role("button", name="Invitation delay").click()
     expect(page.locator("#ex-detail-title")).to_be_focused()
@@ -246,7 +235,7 @@ def test_a_stale_action_reloads_and_supervisors_only_read(new_page, shop):
     expect(page.locator("#ex-window")).to_have_attribute("aria-describedby", "ex-window-help")
 
     # a supervisor reads the list and the results, without the admins' form and actions
-    sue = console(new_page, shop, "sue")
+    sue = open_console(new_page, shop, accept_dialogs=True, agent_id="sue")
     open_experiments(sue)
     expect(sue.locator("#view-experiments tbody tr")).to_have_count(2)
     expect(sue.locator("#ex-form")).to_have_count(0)
@@ -259,7 +248,7 @@ def test_a_stale_action_reloads_and_supervisors_only_read(new_page, shop):
     assert axe_violations(sue) == []
 
     # agents do not see the entry
-    agent = console(new_page, shop, "agent-1")
+    agent = open_console(new_page, shop, accept_dialogs=True, agent_id="agent-1")
     expect(agent.get_by_role("tab", name="Queue")).to_be_visible()
     agent.wait_for_timeout(6000)  # a snapshot poll has answered
     expect(agent.get_by_role("button", name="Experiments")).to_be_hidden()

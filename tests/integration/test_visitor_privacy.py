@@ -18,27 +18,15 @@ import time
 
 import pytest
 import requests
-from kefu import schema, step_up, tokens
+from kefu import schema, tokens
 from kefu.privacy import ERASURE_KEEP_S, customer_digest
 from websockets.exceptions import InvalidStatus
 
 from .conftest import wait_for
+from .test_privacy import _adm as _admin
+from .test_privacy import _api, _h
 
 pytestmark = pytest.mark.integration
-
-
-def _api(world, path: str) -> str:
-    return f"{world.stack.api_url}/workspaces/{world.workspace}{path}"
-
-
-def _h(token: str) -> dict:
-    return {"Authorization": f"Bearer {token}"}
-
-
-def _admin(world) -> dict:
-    """The admin's headers with a fresh step-up (an erasure needs one)."""
-    return {**_h(world.token("agent", "admin")),
-            step_up.HEADER: step_up.issue(world.key, workspace=world.workspace, agent_id="admin", method="totp")}
 
 
 def _anonymous_token(world) -> dict:
