@@ -14,6 +14,7 @@ visitor's token included; a token issued after it works."""
 from __future__ import annotations
 
 import json
+import secrets
 import time
 
 import pytest
@@ -214,3 +215,28 @@ def test_an_erased_anonymous_visitors_token_is_not_renewed(desk, stack):
     # a new visitor is a new customer
     again = requests.post(_api(world, "/visitor-tokens"), json={}, timeout=10)
     assert again.status_code == 200 and again.json()["customerId"] != visitor["customerId"]
+
+
+def test_a_connection_authorized_before_an_erasure_and_registered_after_it_is_refused(world, stack):
+    """The race the erasure's socket drop cannot see: the authorizer let the token in, then the erasure was
+    recorded (and dropped the sockets it found), then $connect registers the connection. $connect reads the
+    erasure after registering, so it refuses (401) and leaves nothing registered."""
+    from kefu.identity import authorizer_context
+    from kefu_local import events
+
+    customer_id = "late-" + secrets.token_hex(3)
+    who = tokens.verify(world.key, world.token("visitor", customer_id))  # what the authorizer accepted
+    conn = {"connectionId": events.new_connection_id(), "connectedAt": int(time.time() * 1000),
+            "sourceIp": "127.0.0.1", "authorizer": authorizer_context(who)}
+    assert conn["authorizer"]["issuedAt"] == str(who.issued_at)
+    world.store.record_erasure(world.workspace, customer_id, int(time.time()))
+    result = stack.gateway.runtime.invoke("ws_connect", events.ws_connect(conn, {}, {}, "localhost", schema.WS_STAGE))
+    assert result["statusCode"] == 401 and json.loads(result["body"])["message"] == "token revoked"
+    assert world.store.connections_of(world.workspace, "customer", customer_id) == []
+    # a customer with no erasure on record connects as usual
+    other = tokens.verify(world.key, world.token("visitor", customer_id + "-x"))
+    fine = {**conn, "connectionId": events.new_connection_id(), "authorizer": authorizer_context(other)}
+    assert stack.gateway.runtime.invoke("ws_connect", events.ws_connect(fine, {}, {}, "localhost",
+                                                                        schema.WS_STAGE))["statusCode"] == 200
+    assert [c.connection_id for c in world.store.connections_of(world.workspace, "customer", customer_id + "-x")] \
+        == [fine["connectionId"]]

@@ -18,6 +18,7 @@ def principal(event: dict) -> Principal:
             name=context.get("name") or "",
             tags=tags,
             agent_role=context.get("agentRole") or None,
+            issued_at=int(context["issuedAt"]) if str(context.get("issuedAt") or "").isdigit() else None,
         )
     except KeyError:
         raise Unauthorized("connection has no identity") from None
@@ -29,4 +30,6 @@ def authorizer_context(who: Principal) -> dict[str, str]:
                "tags": ",".join(who.tags)}
     if who.agent_role:
         context["agentRole"] = who.agent_role
+    if who.issued_at is not None:  # the token's iat: $connect checks it against an erasure once more (kefu.privacy)
+        context["issuedAt"] = str(who.issued_at)
     return context
