@@ -103,11 +103,14 @@ def original_message(conversation_id: str, seq: Annotated[int, Path(ge=1)]) -> O
     from kefu import pii
     from kefu.privacy import PrivacySettings
 
-    conversation = _participant_conversation(conversation_id, supervisors_read=True)  # 404 for everyone else
-    who = _caller()
+    who = _caller()  # once: the token check, and for a customer the erasure read, are not repeated
+    conversation = store.get_conversation(who.workspace, conversation_id)
+    agent = store.get_agent(who.workspace, who.id) if who.role == "agent" else None
+    oversees = agent is not None and agent.role in ("supervisor", "admin")
+    if conversation is None or not (conversation.is_participant(who) or oversees):
+        raise NotFound("no such conversation")  # as _participant_conversation: 404 for everyone else
     if who.role != "agent":
         raise Forbidden("originals of masked messages are for staff")
-    agent = store.get_agent(who.workspace, who.id)
     if agent is None:
         raise Unauthorized("unknown agent")
     message = store.get_message(who.workspace, conversation_id, seq)
